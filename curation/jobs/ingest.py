@@ -1,0 +1,60 @@
+"""Ingest: any supported input -> the raw table, one row per input record, nothing lost."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from curation.config import CurateConfig
+from curation.io.readers import READERS, detect, source_name
+from curation.io.records import RECORD
+from curation.signals import AltText, ImageHeader
+from curation.spark import apply_scorer, flat_map, write_table
+from tools import runs
+from tools.counts import table_counts
+
+log = logging.getLogger(__name__)
+
+TABLE = "raw"
+
+
+def build(spark, input_path: str, cfg: CurateConfig):
+    """The raw table as a DataFrame (lazy), and the reader's plan for the manifest."""
+    icfg = cfg.ingest
+    fmt = icfg.format if icfg.format != "auto" else detect(input_path)
+    source = icfg.source or source_name(input_path)
+    plan = READERS[fmt](spark, input_path, icfg, source)
+    raw = (
+        flat_map(plan.units, plan.read, RECORD)
+        # Captions first: a record whose image is broken still shows the caption it came with.
+        .transform(apply_scorer, AltText())
+        .transform(apply_scorer, ImageHeader(max_pixels=icfg.max_pixels, verify=icfg.verify))
+        .drop("caption_raw")  # alt_text holds the decoded caption; the warnings say if it needed help
+    )
+    return raw, plan, fmt, source
+
+
+def run(spark, input_path: str, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
+    """Write `out_dir` (the raw table) unless it is already done; return its manifest."""
+    if not runs.prepare(out_dir, force):
+        log.info("raw table %s is done; skipping (use --force to redo it)", out_dir)
+        return runs.read_manifest(out_dir)
+    timer = runs.Timer()
+    with timer("plan"):
+        raw, plan, fmt, source = build(spark, input_path, cfg)
+    with timer("read_decode_write"):
+        write_table(raw, str(out_dir), TABLE)
+    with timer("count"):
+        counts = table_counts(spark, str(out_dir))
+    if plan.expected_records is not None and counts["rows"] != plan.expected_records:
+        raise RuntimeError(f"ingest lost records: {plan.expected_records} inputs but {counts['rows']} rows")
+    manifest = {
+        "job": "ingest", "table": TABLE,
+        "input": {"path": input_path, "format": fmt, "source": source,
+                  "records": plan.expected_records if plan.expected_records is not None else counts["rows"],
+                  **plan.notes},
+        "output": {"path": str(out_dir), **counts},
+        "config": cfg.model_dump(mode="json"),
+        "timings_s": timer.timings,
+    }
+    return runs.write_manifest(out_dir, manifest)

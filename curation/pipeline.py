@@ -1,0 +1,59 @@
+"""The funnel as a list of stages, and `run`: every stage that exists, in order, each in its own folder."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from curation.config import CurateConfig
+from tools import runs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # the command: `sluice curate <name>`
+    table: str  # its folder under the run dir
+    reads: str | None  # the folder it reads, None for the input
+
+
+# In funnel order. Later issues append stage1, stage2, downsample, stage3, export.
+STAGES = [Stage("ingest", "raw", None)]
+STAGE_NAMES = [s.name for s in STAGES]
+
+
+def stages_until(until: str | None) -> list[Stage]:
+    if until is None:
+        return STAGES
+    if until not in STAGE_NAMES:
+        raise ValueError(f"--until {until!r} is not a stage; stages are {', '.join(STAGE_NAMES)}")
+    return STAGES[: STAGE_NAMES.index(until) + 1]
+
+
+def describe(cfg: CurateConfig, input_path: str, run_dir: Path, until: str | None, force: bool) -> list[dict]:
+    """The plan, without starting Spark: what runs, from where to where, and what is skipped."""
+    plan = []
+    for st in stages_until(until):
+        out = runs.stage_dir(run_dir, st.table)
+        src = input_path if st.reads is None else str(runs.stage_dir(run_dir, st.reads))
+        action = "skip (done; --force to redo)" if runs.is_done(out) and not force else "run"
+        plan.append({"stage": st.name, "reads": src, "writes": str(out), "action": action})
+    return plan
+
+
+def run_stage(spark, stage: Stage, cfg: CurateConfig, input_path: str, run_dir: Path, force: bool) -> dict:
+    out = runs.stage_dir(run_dir, stage.table)
+    if stage.name == "ingest":
+        from curation.jobs import ingest
+
+        return ingest.run(spark, input_path, out, cfg, force=force)
+    raise NotImplementedError(stage.name)
+
+
+def check_input(input_path: str) -> None:
+    """Fail in seconds, before Spark starts, when the input is not there."""
+    from curation.io.readers import detect
+
+    detect(input_path)

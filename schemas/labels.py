@@ -1,0 +1,18 @@
+"""Labels pulled from annotation rounds: one row per (sample, task, annotator)."""
+
+import pyarrow as pa
+
+LABELS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False, metadata={"doc": "sample id"}),
+        pa.field("task", pa.string(), nullable=False, metadata={"doc": "labelling task, e.g. valuable, watermark"}),
+        pa.field("label", pa.string(), metadata={"doc": "the answer; null when skipped or empty"}),
+        pa.field("annotator", pa.string(), metadata={"doc": "who labelled (Label Studio user)"}),
+        pa.field("round", pa.int32(), metadata={"doc": "active-learning round"}),
+        pa.field("source", pa.string(), metadata={"doc": "human or model"}),
+        pa.field("agreement", pa.float32(), metadata={"doc": "share of annotators agreeing with the majority"}),
+        pa.field("flag", pa.string(), metadata={"doc": "unknown_label, skipped, empty, conflict; null when clean"}),
+        pa.field("ls_task_id", pa.int64(), metadata={"doc": "Label Studio task id"}),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)

@@ -1,0 +1,54 @@
+"""Shared fixtures: one real local Spark session for the whole run, and the hostile-input corpus."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A real embedded Spark (local[2]); starting one costs ~10 s, so the whole run shares it."""
+    from curation.spark import session
+
+    s = session("local[2]", conf={"spark.sql.shuffle.partitions": "4"})
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def bad_cases():
+    from tools.bad_inputs import bad_cases as make
+
+    return make()
+
+
+@pytest.fixture(scope="session")
+def bad_folder(tmp_path_factory, bad_cases):
+    from tools.bad_inputs import write_folder
+
+    d = tmp_path_factory.mktemp("bad_folder")
+    write_folder(bad_cases, d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def bad_tar(tmp_path_factory, bad_cases):
+    from tools.bad_inputs import write_webdataset_tar
+
+    d = tmp_path_factory.mktemp("bad_tar")
+    write_webdataset_tar(bad_cases, d / "shard-00000.tar", broken_member=True)
+    return d
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run `sluice ...` in a fresh interpreter, as a user would."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=cwd or REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from curation.config import CurateConfig
+from tools.config import ConfigError, apply_override, load
+
+DEFAULT = Path(__file__).resolve().parents[2] / "curation" / "configs" / "default.yaml"
+
+
+def test_default_yaml_is_a_valid_instance():
+    cfg = load(CurateConfig, default=DEFAULT)
+    assert cfg == CurateConfig()  # the YAML documents the defaults; it must not drift from them
+
+
+def test_set_overrides_parse_types():
+    cfg = load(CurateConfig, default=DEFAULT, overrides=["ingest.max_pixels=1000", "ingest.format=parquet",
+                                                        "ingest.parquet.key_column=uid"])
+    assert cfg.ingest.max_pixels == 1000 and cfg.ingest.format == "parquet"
+    assert cfg.ingest.parquet.key_column == "uid"
+
+
+def test_bad_value_names_key_and_fix():
+    with pytest.raises(ConfigError) as e:
+        load(CurateConfig, default=DEFAULT, overrides=["ingest.max_pixels=lots"])
+    assert "ingest.max_pixels" in str(e.value) and "--set ingest.max_pixels=" in str(e.value)
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        load(CurateConfig, default=DEFAULT, overrides=["ingest.max_pixel=5"])
+    assert "ingest.max_pixel: unknown key" in str(e.value) and "max_pixels" in str(e.value)
+
+
+def test_config_is_frozen():
+    cfg = CurateConfig()
+    with pytest.raises(Exception):
+        cfg.ingest = None
+
+
+def test_override_syntax_error():
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_override({}, "no-equals-sign")
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(CurateConfig, default=DEFAULT, path=tmp_path / "nope.yaml")
+
+
+def test_spark_conf_keys_must_be_spark_settings():
+    with pytest.raises(ConfigError, match="spark"):
+        load(CurateConfig, default=DEFAULT, patch={"spark": {"conf": {"executor.memory": "1g"}}})

@@ -1,0 +1,14 @@
+"""Option aliases shared by every command, so flags mean the same thing everywhere."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config; merged over the defaults")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a key: --set ingest.max_pixels=1e8")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="redo stages whose output is already complete")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print the resolved config and the plan, run nothing")]
+MasterOpt = Annotated[Optional[str], typer.Option("--master", help="Spark master, e.g. spark://host:7077; default local[*]")]
+SparkConfOpt = Annotated[Optional[list[str]], typer.Option("--spark-conf", help="a Spark setting, key=value; repeatable")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]

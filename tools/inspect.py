@@ -1,0 +1,66 @@
+"""`sluice inspect <table>`: what a table holds, read with pyarrow (no Spark start-up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from tools.counts import CATEGORICAL, summarize
+from tools.tables import open_table, sample_rows, table_tag
+
+
+def _counts(dataset) -> dict:
+    cols = [c for c in CATEGORICAL if c in dataset.schema.names]
+    if not cols:
+        return {"rows": dataset.count_rows()}
+    t = dataset.to_table(columns=cols)
+    groups = t.group_by(cols, use_threads=False).aggregate([([], "count_all")]).to_pylist()
+    for g in groups:
+        g["count"] = g.pop("count_all")
+    warnings = None
+    if "warnings" in dataset.schema.names:
+        flat = pc.list_flatten(dataset.to_table(columns=["warnings"])["warnings"])
+        warnings = {}
+        for w in flat.to_pylist():
+            k = w.split(":")[0]
+            warnings[k] = warnings.get(k, 0) + 1
+    return summarize(groups, warnings)
+
+
+def _cell(v) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        return f"<{len(v)} bytes>"
+    s = str(v)
+    return s if len(s) <= 48 else s[:45] + "..."
+
+
+def inspect_table(path: Path, rows: int = 5) -> None:
+    console = Console()
+    dataset = open_table(path)
+    tag = table_tag(dataset) or {}
+    console.print(f"[bold]{path}[/bold]  table={tag.get('table', '?')}  schema_version={tag.get('schema_version', '?')}"
+                  f"  files={len(dataset.files)}")
+    schema = Table("column", "type", title="schema")
+    for f in dataset.schema:
+        schema.add_row(f.name, str(f.type))
+    console.print(schema)
+    counts = _counts(dataset)
+    summary = Table("count", "value", title="counts")
+    for k, v in counts.items():
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                summary.add_row(f"{k}: {kk}", str(vv))
+        else:
+            summary.add_row(k, str(v))
+    console.print(summary)
+    shown = [c for c in dataset.schema.names if not pa.types.is_binary(dataset.schema.field(c).type)]
+    head = sample_rows(dataset, rows, columns=shown).to_pylist()
+    if head:
+        t = Table(*shown, title=f"first {len(head)} rows", overflow="fold")
+        for r in head:
+            t.add_row(*[_cell(r[c]) for c in shown])
+        console.print(t)
