@@ -32,30 +32,33 @@ def _config(config, overrides, master, spark_conf):
     return load(CurateConfig, default=default, path=config, overrides=overrides or [], patch=patch)
 
 
+def _fail(console, e: Exception):
+    console.print("[red]error:[/red] ", end="")
+    console.print(str(e), markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
 def _run(input_path, output, until, config, overrides, force, dry_run, master, spark_conf, verbose) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     from curation import pipeline
     from tools import log as logsetup
     from tools.config import ConfigError, dump
 
     logsetup.setup(verbose)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay whole for grep and copy
     try:
         cfg = _config(config, overrides, master, spark_conf)
         stages = pipeline.describe(cfg, input_path, output, until, force)
         if dry_run:
             print(dump(cfg))
-            table = Table("stage", "reads", "writes", "action", title="plan")
+            print("plan:")
             for p in stages:
-                table.add_row(p["stage"], p["reads"], p["writes"], p["action"])
-            Console().print(table)
+                print(f"  {p['stage']}: {p['reads']} -> {p['writes']}  [{p['action']}]")
             return
         pipeline.check_input(input_path)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2)
+        _fail(err, e)
 
     from curation.spark import session
     from tools.progress import spark_progress
@@ -66,11 +69,10 @@ def _run(input_path, output, until, config, overrides, force, dry_run, master, s
             with spark_progress(spark, st.name):
                 manifest = pipeline.run_stage(spark, st, cfg, input_path, output, force)
             out = manifest["output"]
-            err.print(f"[green]{st.name}[/green] -> {out['path']}: {out['rows']} rows, {out.get('usable')} usable, "
-                      f"errors {out.get('errors') or 'none'}")
+            err.print(f"{st.name} -> {out['path']}: {out['rows']} rows, {out.get('usable')} usable, "
+                      f"errors {out.get('errors') or 'none'}", markup=False, highlight=False)
     except (ValueError, FileNotFoundError) as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2)
+        _fail(err, e)
     finally:
         spark.stop()
 

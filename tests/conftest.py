@@ -46,9 +46,27 @@ def bad_tar(tmp_path_factory, bad_cases):
     return d
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
-    """Run `sluice ...` in a fresh interpreter, as a user would."""
+def sluice_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tools.cli", *args]
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """Run `sluice ...` in a fresh interpreter, as a user would; returns the CompletedProcess."""
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    def run(*args: str, timeout: float = 600, env: dict | None = None):
+        return subprocess.run(sluice_command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory):
+    """A small demo corpus (real photos, defects, a few broken files) made by the project's generator."""
+    from tools.sample_corpus import write_demo_corpus
+
+    d = tmp_path_factory.mktemp("demo_corpus")
+    write_demo_corpus(d, n_images=120, seed=1)
+    return d / "images"

@@ -59,8 +59,8 @@ def inspect_table(path: Path, rows: int = 5) -> None:
     console.print(summary)
     shown = [c for c in dataset.schema.names if not pa.types.is_binary(dataset.schema.field(c).type)]
     head = sample_rows(dataset, rows, columns=shown).to_pylist()
-    if head:
-        t = Table(*shown, title=f"first {len(head)} rows", overflow="fold")
-        for r in head:
-            t.add_row(*[_cell(r[c]) for c in shown])
+    for i, r in enumerate(head):  # one small table per row: stage tables are too wide to read across
+        t = Table("column", "value", title=f"row {i + 1} of the first {len(head)}")
+        for c in shown:
+            t.add_row(c, _cell(r[c]))
         console.print(t)
