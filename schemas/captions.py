@@ -8,6 +8,7 @@ CAPTION_LANGS = ("zh", "en")
 CAPTIONS = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False, metadata={"doc": "sample id"}),
+        pa.field("uri", pa.string(), metadata={"doc": "where the sample came from (from the raw table)"}),
         pa.field("style", pa.string(), nullable=False, metadata={"doc": "one of " + ", ".join(CAPTION_STYLES)}),
         pa.field("lang", pa.string(), nullable=False, metadata={"doc": "zh or en"}),
         pa.field("text", pa.string(), metadata={"doc": "the caption, cleaned; null when it failed"}),

@@ -5,6 +5,7 @@ import pyarrow as pa
 LABELS = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False, metadata={"doc": "sample id"}),
+        pa.field("uri", pa.string(), metadata={"doc": "where the sample came from (from the raw table)"}),
         pa.field("task", pa.string(), nullable=False, metadata={"doc": "labelling task, e.g. valuable, watermark"}),
         pa.field("label", pa.string(), metadata={"doc": "the answer; null when skipped or empty"}),
         pa.field("annotator", pa.string(), metadata={"doc": "who labelled (Label Studio user)"}),

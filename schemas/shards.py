@@ -5,6 +5,7 @@ import pyarrow as pa
 SHARD_INDEX = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False, metadata={"doc": "sample id"}),
+        pa.field("uri", pa.string(), metadata={"doc": "where the sample came from (from the raw table)"}),
         pa.field("shard", pa.string(), nullable=False, metadata={"doc": "tar file name, relative to the export dir"}),
         pa.field("key", pa.string(), nullable=False, metadata={"doc": "webdataset key inside the shard"}),
         pa.field("width", pa.int32()),
