@@ -164,18 +164,34 @@ def score_batch(scorer, pdf: pd.DataFrame) -> pd.DataFrame:
         except Exception:  # a batch-level failure: find the rows that cause it, keep the rest
             scored = _score_row_by_row(scorer, part)
     for name in scorer.columns:
-        old = out[name] if name in out.columns else pd.Series([None] * len(out), index=out.index, dtype=object)
-        if name not in scored.columns:
-            out[name] = old
-            continue
-        new = dict(zip(scored.index, scored[name]))
         if name in ("error", "error_kind"):
-            values = [new.get(i) if _isnull(o) else o for i, o in zip(out.index, old)]
-        else:
-            values = [new[i] if i in new else o for i, o in zip(out.index, old)]
+            continue
+        old = out[name] if name in out.columns else pd.Series([None] * len(out), index=out.index, dtype=object)
+        new = dict(zip(scored.index, scored[name])) if name in scored.columns else {}
+        values = [new[i] if i in new else o for i, o in zip(out.index, old)]
         # object dtype: an all-None column must not become float NaN, which Arrow cannot cast to string
         out[name] = pd.Series(values, index=out.index, dtype=object)
+    if "error" in scored.columns:
+        _merge_errors(out, scored)
     return out
+
+
+def _merge_errors(out: pd.DataFrame, scored: pd.DataFrame) -> None:
+    """Copy the scorer's errors onto rows that had none; the first cause of a failure is the one to read."""
+    for col in ("error", "error_kind"):
+        if col not in out.columns:
+            out[col] = pd.Series([None] * len(out), index=out.index, dtype=object)
+    errors, kinds = out["error"].astype(object).tolist(), out["error_kind"].astype(object).tolist()
+    pos = {i: n for n, i in enumerate(out.index)}
+    new_kinds = scored["error_kind"] if "error_kind" in scored.columns else None
+    for i, err in scored["error"].items():
+        n = pos[i]
+        if not _isnull(err) and _isnull(errors[n]):
+            errors[n] = err
+            kind = None if new_kinds is None else new_kinds.get(i)
+            kinds[n] = "scorer_error" if _isnull(kind) else kind
+    out["error"] = pd.Series(errors, index=out.index, dtype=object)
+    out["error_kind"] = pd.Series(kinds, index=out.index, dtype=object)
 
 
 def _isnull(v) -> bool:

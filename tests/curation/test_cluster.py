@@ -135,26 +135,38 @@ def cluster(tmp_path_factory):
         yield url
 
 
-def _ingest(input_dir: Path, run_dir: Path, *extra: str) -> dict:
-    """`sluice curate ingest` in a fresh interpreter; returns the raw table's manifest."""
-    cmd = [sys.executable, "-m", "tools.cli", "curate", "ingest", "--input", str(input_dir),
-           "--output", str(run_dir), *extra]
-    env = {**os.environ, "JAVA_TOOL_OPTIONS": FAST_JVM}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=CLI_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        _stop(proc, grace=5)  # the driver JVM is in the CLI's process group
-        out = proc.stdout.read() if proc.stdout else ""
-        pytest.fail(f"{' '.join(cmd)} ran past {CLI_TIMEOUT_S} s; output tail:\n{out[-4000:]}")
-    finally:
+class _Ingest:
+    """`sluice curate ingest` in a fresh interpreter and its own process group, as a user runs it."""
+
+    def __init__(self, input_dir: Path, run_dir: Path, *extra: str):
+        self.run_dir = run_dir
+        self.cmd = [sys.executable, "-m", "tools.cli", "curate", "ingest", "--input", str(input_dir),
+                    "--output", str(run_dir), *extra]
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.log = run_dir.parent / f"{run_dir.name}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self.cmd, cwd=REPO, env={**os.environ, "JAVA_TOOL_OPTIONS": FAST_JVM},
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def kill(self) -> None:
+        _stop(self.proc, grace=5)
+
+    def manifest(self, deadline: float) -> dict:
+        """Wait for the run to end; its raw table's manifest."""
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # nothing of the run may outlive it
-        except (ProcessLookupError, PermissionError):
-            pass
-    assert proc.returncode == 0, f"{' '.join(cmd)} exited with {proc.returncode}; output tail:\n{out[-4000:]}"
-    return json.loads((run_dir / "raw" / "_manifest.json").read_text(encoding="utf-8"))
+            self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{' '.join(self.cmd)} ran past {CLI_TIMEOUT_S} s; output tail:\n{_tail(self.log)}")
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # nothing of the run may outlive it
+            except (ProcessLookupError, PermissionError):
+                pass
+        assert self.proc.returncode == 0, \
+            f"{' '.join(self.cmd)} exited with {self.proc.returncode}; output tail:\n{_tail(self.log)}"
+        return json.loads((self.run_dir / "raw" / "_manifest.json").read_text(encoding="utf-8"))
 
 
 def _rows(run_dir: Path) -> tuple[object, list[dict]]:
@@ -177,17 +189,23 @@ def _first_difference(a: list[dict], b: list[dict]) -> str:
 def test_cluster_ingest_equals_local_and_conserves_records(cluster, layout, bad_cases, bad_folder, bad_tar,
                                                             tmp_path):
     input_dir = bad_folder if layout == "folder" else bad_tar
-    on_cluster = _ingest(input_dir, tmp_path / "cluster", "--master", cluster,
-                         "--spark-conf", "spark.executor.memory=1g", "--spark-conf", "spark.cores.max=2")
-    local = _ingest(input_dir, tmp_path / "local")
+    # Both runs at once: the cluster run spends much of its time waiting for its executor.
+    with ExitStack() as stack:
+        cluster_run = _Ingest(input_dir, tmp_path / "cluster" / "run", "--master", cluster,
+                              "--spark-conf", "spark.executor.memory=1g", "--spark-conf", "spark.cores.max=2")
+        stack.callback(cluster_run.kill)
+        local_run = _Ingest(input_dir, tmp_path / "local" / "run")
+        stack.callback(local_run.kill)
+        deadline = time.monotonic() + CLI_TIMEOUT_S
+        on_cluster, local = cluster_run.manifest(deadline), local_run.manifest(deadline)
 
     assert on_cluster["config"]["spark"]["master"] == cluster
     assert local["config"]["spark"]["master"] is None
     assert on_cluster["input"]["format"] == local["input"]["format"] == layout
 
     # The same table, row for row and byte for byte.
-    schema_c, rows_c = _rows(tmp_path / "cluster")
-    schema_l, rows_l = _rows(tmp_path / "local")
+    schema_c, rows_c = _rows(cluster_run.run_dir)
+    schema_l, rows_l = _rows(local_run.run_dir)
     assert schema_c.equals(schema_l, check_metadata=True)
     assert rows_c == rows_l, _first_difference(rows_c, rows_l)
 

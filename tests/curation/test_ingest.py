@@ -141,3 +141,24 @@ def test_reading_back_checks_the_schema_version(spark, bad_folder, tmp_path):
     spark.createDataFrame([("x",)], "id string").write.parquet(str(tmp_path / "foreign"))
     with pytest.raises(SchemaMismatch, match="not written by Sluice"):
         read_table(spark, str(tmp_path / "foreign"), "raw")
+
+
+def test_parquet_with_image_paths(spark, bad_cases, bad_folder, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = [str(bad_folder / c.filename) for c in bad_cases] + [str(bad_folder / "gone.jpg")]
+    pq.write_table(pa.table({"path": paths, "caption": ["c"] * len(paths)}), tmp_path / "paths.parquet")
+    parquet = CurateConfig().ingest.parquet.model_copy(update={"image_column": None, "path_column": "path"})
+    _, rows = ingest(spark, tmp_path / "paths.parquet", tmp_path / "raw", parquet=parquet)
+    assert len(rows) == len(paths)
+    by_image = {r["uri"]: r for r in rows.values()}
+    gone = [r for r in rows.values() if r["error_kind"] == "read_error"]
+    assert len(gone) == 1 and "gone.jpg" in gone[0]["error"]
+    assert sum(1 for r in by_image.values() if r["error"] is None) == sum(1 for c in bad_cases if not c.expect_error)
+
+
+def test_oversized_file_is_an_error_row_not_read(spark, bad_folder, tmp_path):
+    _, rows = ingest(spark, bad_folder, tmp_path / "raw", max_bytes=50_000)
+    big = [r for r in rows.values() if r["error_kind"] == "too_large"]
+    assert big and all(r["image"] is None and "ingest.max_bytes" in r["error"] for r in big)
