@@ -38,7 +38,7 @@ def _fail(console, e: Exception):
     raise typer.Exit(2)
 
 
-def _run(input_path, output, until, config, overrides, force, dry_run, master, spark_conf, verbose) -> None:
+def _run(input_path, output, stages, config, overrides, force, dry_run, master, spark_conf, verbose) -> None:
     from rich.console import Console
 
     from curation import pipeline
@@ -49,14 +49,15 @@ def _run(input_path, output, until, config, overrides, force, dry_run, master, s
     err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay whole for grep and copy
     try:
         cfg = _config(config, overrides, master, spark_conf)
-        stages = pipeline.describe(cfg, input_path, output, until, force)
+        stages = stages() if callable(stages) else stages
+        plan = pipeline.describe(input_path, output, stages, force)
         if dry_run:
             print(dump(cfg))
             print("plan:")
-            for p in stages:
+            for p in plan:
                 print(f"  {p['stage']}: {p['reads']} -> {p['writes']}  [{p['action']}]")
             return
-        pipeline.check_input(input_path)
+        pipeline.check_inputs(input_path, output, stages)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(err, e)
 
@@ -65,7 +66,7 @@ def _run(input_path, output, until, config, overrides, force, dry_run, master, s
 
     spark = session(cfg.spark.master, cfg.spark.driver_memory, cfg.spark.conf)
     try:
-        for st in pipeline.stages_until(until):
+        for st in stages:
             with spark_progress(spark, st.name):
                 manifest = pipeline.run_stage(spark, st, cfg, input_path, output, force)
             out = manifest["output"]
@@ -84,7 +85,10 @@ def run_cmd(input: InputOpt, output: OutputOpt,
             master: MasterOpt = None, spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False,
             report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True) -> None:
     """Run every stage of the funnel that exists, in order, then write the report."""
-    _run(input, output, until, config, set, force, dry_run, master, spark_conf, verbose)
+    from curation import pipeline
+
+    _run(input, output, lambda: pipeline.stages_until(until), config, set, force, dry_run, master, spark_conf,
+         verbose)
     if report and not dry_run:
         from curation.report.funnel import write_report
 
@@ -97,4 +101,86 @@ def ingest_cmd(input: InputOpt, output: OutputOpt, config: ConfigOpt = None, set
                force: ForceOpt = False, dry_run: DryRunOpt = False, master: MasterOpt = None,
                spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False) -> None:
     """Read any supported input into <run>/raw: one row per record, errors named."""
-    _run(input, output, "ingest", config, set, force, dry_run, master, spark_conf, verbose)
+    from curation import pipeline
+
+    _run(input, output, [pipeline.stage("ingest")], config, set, force, dry_run, master, spark_conf, verbose)
+
+
+@app.command("stage1")
+def stage1_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False,
+               dry_run: DryRunOpt = False, master: MasterOpt = None, spark_conf: SparkConfOpt = None,
+               verbose: VerboseOpt = False) -> None:
+    """Score <run>/raw for quality, layout, structure and OCR, apply the rules, write <run>/stage1."""
+    from curation import pipeline
+
+    _run(None, output, [pipeline.stage("stage1")], config, set, force, dry_run, master, spark_conf, verbose)
+
+
+@app.command("decide")
+def decide_cmd(output: OutputOpt, stage: Annotated[str, typer.Option(help="the stage whose rules to re-apply")] = "stage1",
+               config: ConfigOpt = None, set: SetOpt = None, master: MasterOpt = None,
+               spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False) -> None:
+    """Re-apply a stage's rules from the (new) config to its stored table. Nothing is scored again."""
+    from rich.console import Console
+
+    from tools import log as logsetup
+    from tools.config import ConfigError
+
+    logsetup.setup(verbose)
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        cfg = _config(config, set, master, spark_conf)
+    except (ConfigError, ValueError) as e:
+        _fail(err, e)
+    from curation.jobs import redecide
+    from curation.spark import session
+    from tools import runs
+
+    table = runs.stage_dir(output, stage)
+    if not runs.is_done(table):
+        _fail(err, FileNotFoundError(f"{table} is not a finished table; run `sluice curate {stage}` first"))
+    spark = session(cfg.spark.master, cfg.spark.driver_memory, cfg.spark.conf)
+    try:
+        out = redecide.run(spark, table, stage, cfg)["output"]
+        err.print(f"{stage} re-decided: {out['rows']} rows, kept {out.get('kept')}, dropped {out.get('dropped')}",
+                  markup=False, highlight=False)
+    except ValueError as e:
+        _fail(err, e)
+    finally:
+        spark.stop()
+
+
+@app.command("calibrate")
+def calibrate_cmd(output: OutputOpt,
+                  labels: Annotated[Path, typer.Option(help="JSONL: {\"key\": ..., \"defects\": [rule names]}")],
+                  stage: Annotated[str, typer.Option(help="the stage table to calibrate")] = "stage1",
+                  target_precision: Annotated[float, typer.Option(help="precision the suggestions must reach")] = 0.9,
+                  config: ConfigOpt = None, set: SetOpt = None) -> None:
+    """Precision and recall of each rule on a labelled set, and thresholds suggested for a target precision."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from curation.calibrate import calibrate
+    from tools import runs
+    from tools.config import ConfigError
+
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        cfg = _config(config, set, None, None)
+        scores, suggestions = calibrate(runs.stage_dir(output, stage), labels, cfg.stage1.rules, target_precision)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(err, e)
+
+    def f(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    console = Console()
+    t = Table("rule", "labelled", "flagged", "precision", "recall", title=f"rules on {stage} (current thresholds)")
+    for s in scores:
+        t.add_row(s.rule, str(s.labelled), str(s.flagged), f(s.precision), f(s.recall))
+    console.print(t)
+    t = Table("rule", "term", "suggested", "precision", "recall", title=f"suggestions at precision >= {target_precision}")
+    for s in suggestions:
+        t.add_row(s.rule, s.term, "-" if s.suggested is None else f"{s.signal} {s.op} {s.suggested:.4g}",
+                  f(s.precision), f(s.recall))
+    console.print(t)

@@ -69,8 +69,43 @@ class IngestConfig(Frozen):
     hf: HFInput = HFInput()
 
 
+class Rule(Frozen):
+    """Keep a row when `keep_if` (Spark SQL over the stage's columns) holds; `name` is the drop reason."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    keep_if: str = Field(min_length=1)
+
+
+class OcrConfig(Frozen):
+    enabled: bool = True
+    backend: Literal["rapidocr", "paddleocr"] = "rapidocr"
+    det_max_side: int = Field(960, ge=64, description="detection runs on the image downscaled to this long side")
+    min_conf: float = Field(0.5, ge=0, le=1, description="recognised lines below this confidence are dropped")
+    det_model: str | None = Field(None, description="user model file/dir for detection; null = shipped model")
+    rec_model: str | None = None
+    cls_model: str | None = None
+
+
+class StructureConfig(Frozen):
+    enabled: bool = True
+    model: str | None = Field(None, description="null = the shipped structure_v1.onnx; a .onnx path; timm:<ckpt>")
+
+
+class Stage1Signals(Frozen):
+    quality: bool = True
+    layout: bool = True
+    structure: StructureConfig = StructureConfig()
+    ocr: OcrConfig = OcrConfig()
+
+
+class Stage1Config(Frozen):
+    signals: Stage1Signals = Stage1Signals()
+    rules: tuple[Rule, ...] = ()
+
+
 class CurateConfig(Frozen):
     """Everything `sluice curate` needs; each stage reads its own section."""
 
     spark: SparkConfig = SparkConfig()
     ingest: IngestConfig = IngestConfig()
+    stage1: Stage1Config = Stage1Config()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from curation.config import CurateConfig
 from tools import runs
+
+if TYPE_CHECKING:
+    from curation.config import CurateConfig
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +23,7 @@ class Stage:
 
 
 # In funnel order. Later issues append stage1, stage2, downsample, stage3, export.
-STAGES = [Stage("ingest", "raw", None)]
+STAGES = [Stage("ingest", "raw", None), Stage("stage1", "stage1", "raw")]
 STAGE_NAMES = [s.name for s in STAGES]
 
 
@@ -32,10 +35,17 @@ def stages_until(until: str | None) -> list[Stage]:
     return STAGES[: STAGE_NAMES.index(until) + 1]
 
 
-def describe(cfg: CurateConfig, input_path: str, run_dir: Path, until: str | None, force: bool) -> list[dict]:
+def stage(name: str) -> Stage:
+    for st in STAGES:
+        if st.name == name:
+            return st
+    raise ValueError(f"{name!r} is not a stage; stages are {', '.join(STAGE_NAMES)}")
+
+
+def describe(input_path: str | None, run_dir: Path, stages: list[Stage], force: bool) -> list[dict]:
     """The plan, without starting Spark: what runs, from where to where, and what is skipped."""
     plan = []
-    for st in stages_until(until):
+    for st in stages:
         out = runs.stage_dir(run_dir, st.table)
         src = input_path if st.reads is None else str(runs.stage_dir(run_dir, st.reads))
         action = "skip (done; --force to redo)" if runs.is_done(out) and not force else "run"
@@ -49,11 +59,24 @@ def run_stage(spark, stage: Stage, cfg: CurateConfig, input_path: str, run_dir: 
         from curation.jobs import ingest
 
         return ingest.run(spark, input_path, out, cfg, force=force)
+    if stage.name == "stage1":
+        from curation.jobs import stage1
+
+        return stage1.run(spark, runs.stage_dir(run_dir, stage.reads), out, cfg, force=force)
     raise NotImplementedError(stage.name)
 
 
-def check_input(input_path: str) -> None:
-    """Fail in seconds, before Spark starts, when the input is not there."""
-    from curation.io.readers import detect
+def check_inputs(input_path: str | None, run_dir: Path, stages: list[Stage]) -> None:
+    """Fail in seconds, before Spark starts, when what the first stage reads is not there."""
+    first = stages[0]
+    if first.reads is None:
+        if not input_path:
+            raise ValueError(f"stage {first.name} needs --input")
+        from curation.io.readers import detect
 
-    detect(input_path)
+        detect(input_path)
+        return
+    upstream = runs.stage_dir(run_dir, first.reads)
+    if not runs.is_done(upstream):
+        producer = next(s.name for s in STAGES if s.table == first.reads)
+        raise FileNotFoundError(f"{upstream} is not a finished table; run `sluice curate {producer}` first")

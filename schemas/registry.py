@@ -6,6 +6,7 @@ from schemas.captions import CAPTIONS
 from schemas.labels import LABELS
 from schemas.raw import RAW
 from schemas.shards import SHARD_INDEX
+from schemas.stage1 import STAGE1
 from schemas.stages import STAGE_BASE
 
 # Bump when a column changes meaning or type; readers refuse tables of another version.
@@ -14,6 +15,7 @@ SCHEMA_VERSION = 1
 TABLES: dict[str, pa.Schema] = {
     "raw": RAW,
     "stage": STAGE_BASE,
+    "stage1": STAGE1,
     "captions": CAPTIONS,
     "labels": LABELS,
     "shard_index": SHARD_INDEX,

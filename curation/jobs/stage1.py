@@ -1,0 +1,77 @@
+"""Stage 1: cheap pixel signals over every usable row (quality, layout, structure, OCR), then rules."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from curation.config import CurateConfig, Stage1Config
+from curation.signals.analysis import ImageSignals
+from curation.spark import apply_scorer, read_table, write_table
+from curation.steps.decide import check_rules, decide
+from schemas.registry import get_schema
+from schemas.spark import to_spark
+from tools import runs
+from tools.counts import table_counts
+
+log = logging.getLogger(__name__)
+
+TABLE = "stage1"
+
+
+def build_signals(cfg: Stage1Config) -> tuple:
+    """The pixel signals the config turns on, cheapest first."""
+    sig = cfg.signals
+    out = []
+    if sig.quality:
+        from curation.signals.quality import QualitySignal
+
+        out.append(QualitySignal())
+    if sig.layout:
+        from curation.signals.layout import LayoutSignal
+
+        out.append(LayoutSignal())
+    if sig.structure.enabled:
+        from curation.signals.structure import StructureSignal
+
+        out.append(StructureSignal(model=sig.structure.model))
+    if sig.ocr.enabled:
+        from curation.signals.ocr import OcrSignal
+
+        o = sig.ocr
+        out.append(OcrSignal(backend=o.backend, det_max_side=o.det_max_side, min_conf=o.min_conf,
+                             det_model=o.det_model, rec_model=o.rec_model, cls_model=o.cls_model))
+    return tuple(out)
+
+
+def check(spark, cfg: CurateConfig) -> None:
+    """Fail before any work when a rule does not fit the stage-1 schema."""
+    check_rules(spark, to_spark(get_schema(TABLE)), cfg.stage1.rules, where="stage1.rules")
+
+
+def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
+    if not runs.prepare(out_dir, force):
+        log.info("stage-1 table %s is done; skipping (use --force to redo it)", out_dir)
+        return runs.read_manifest(out_dir)
+    check(spark, cfg)
+    timer = runs.Timer()
+    raw = read_table(spark, str(raw_dir), "raw")
+    signals = build_signals(cfg.stage1)
+    scored = raw.transform(apply_scorer, ImageSignals(signals))
+    decided = decide(scored, cfg.stage1.rules, stage=TABLE)
+    with timer("score_decide_write"):
+        write_table(decided.select(*get_schema(TABLE).names), str(out_dir), TABLE)
+    with timer("count"):
+        counts = table_counts(spark, str(out_dir))
+    rows_in = runs.read_manifest(raw_dir)["output"]["rows"]
+    if counts["rows"] != rows_in:
+        raise RuntimeError(f"stage 1 lost rows: {rows_in} in, {counts['rows']} out")
+    manifest = {
+        "job": "stage1", "table": TABLE,
+        "input": {"path": str(raw_dir), "records": rows_in},
+        "output": {"path": str(out_dir), **counts},
+        "signals": [repr(s) for s in signals],
+        "config": cfg.model_dump(mode="json"),
+        "timings_s": timer.timings,
+    }
+    return runs.write_manifest(out_dir, manifest)
