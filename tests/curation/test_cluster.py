@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -97,9 +98,18 @@ class _Daemon:
         self._out.close()
 
 
+@dataclass(frozen=True)
+class Cluster:
+    url: str  # spark://127.0.0.1:PORT
+    work_dir: Path  # the worker's: one app-* folder per application, with each executor's stderr
+
+    def apps(self) -> set[Path]:
+        return set(self.work_dir.glob("app-*"))
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A standalone master and one worker (2 cores, 2g) on 127.0.0.1; yields the spark:// URL."""
+    """A standalone master and one worker (2 cores, 2g) on 127.0.0.1."""
     import pyspark
 
     base = tmp_path_factory.mktemp("spark_cluster")
@@ -113,11 +123,9 @@ def cluster(tmp_path_factory):
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_LOG_DIR": str(base / "logs"),
         "SPARK_WORKER_DIR": str(base / "work"),
-        "SPARK_PID_DIR": str(base),
         # the REST submission server (port 6066 by default) is not needed and must not collide
         "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
-        "SPARK_DAEMON_JAVA_OPTS": FAST_JVM,
-        # executors are launched by the worker and inherit its environment
+        # every JVM here: master, worker, and the executors the worker launches (they inherit its env)
         "JAVA_TOOL_OPTIONS": FAST_JVM,
     }
     with ExitStack() as stack:
@@ -132,7 +140,7 @@ def cluster(tmp_path_factory):
                          env, base / "worker" / "worker.log")
         stack.callback(worker.stop)
         worker.wait_for("Successfully registered with master")
-        yield url
+        yield Cluster(url, base / "work")
 
 
 class _Ingest:
@@ -189,9 +197,10 @@ def _first_difference(a: list[dict], b: list[dict]) -> str:
 def test_cluster_ingest_equals_local_and_conserves_records(cluster, layout, bad_cases, bad_folder, bad_tar,
                                                             tmp_path):
     input_dir = bad_folder if layout == "folder" else bad_tar
+    apps_before = cluster.apps()
     # Both runs at once: the cluster run spends much of its time waiting for its executor.
     with ExitStack() as stack:
-        cluster_run = _Ingest(input_dir, tmp_path / "cluster" / "run", "--master", cluster,
+        cluster_run = _Ingest(input_dir, tmp_path / "cluster" / "run", "--master", cluster.url,
                               "--spark-conf", "spark.executor.memory=1g", "--spark-conf", "spark.cores.max=2")
         stack.callback(cluster_run.kill)
         local_run = _Ingest(input_dir, tmp_path / "local" / "run")
@@ -199,7 +208,11 @@ def test_cluster_ingest_equals_local_and_conserves_records(cluster, layout, bad_
         deadline = time.monotonic() + CLI_TIMEOUT_S
         on_cluster, local = cluster_run.manifest(deadline), local_run.manifest(deadline)
 
-    assert on_cluster["config"]["spark"]["master"] == cluster
+    assert on_cluster["config"]["spark"]["master"] == cluster.url
+    # The tasks really ran in an executor the worker launched, not in the driver.
+    (app,) = cluster.apps() - apps_before
+    executor_logs = "".join(p.read_text(errors="replace") for p in app.glob("*/stderr"))
+    assert "Finished task" in executor_logs, f"no task finished in the executors of {app}"
     assert local["config"]["spark"]["master"] is None
     assert on_cluster["input"]["format"] == local["input"]["format"] == layout
 
