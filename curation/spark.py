@@ -215,31 +215,61 @@ def _score_row_by_row(scorer, part: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows) if rows else pd.DataFrame(index=part.index)
 
 
-def apply_scorer(df, scorer):
-    """Add `scorer.columns` to `df` with a mapInPandas step (the model loads once per worker)."""
-    missing = [c for c in scorer.requires if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"scorer {getattr(scorer, 'name', type(scorer).__name__)} needs columns {missing}, "
-            f"which the table does not have (it has {df.columns}); run the step that adds them first"
-        )
+def _check_requires(columns: list[str], scorers) -> None:
+    have = set(columns)
+    for scorer in scorers:
+        missing = [c for c in scorer.requires if c not in have]
+        if missing:
+            raise ValueError(
+                f"scorer {getattr(scorer, 'name', type(scorer).__name__)} needs columns {missing}, "
+                f"which the table does not have (it has {sorted(have)}); run the step that adds them first"
+            )
+        have.update(scorer.columns)
+
+
+def _chain(batch: pd.DataFrame, scorers) -> pd.DataFrame:
+    for scorer in scorers:
+        batch = score_batch(_loaded(scorer), batch)
+    return batch
+
+
+def apply_scorer(df, *scorers):
+    """Add the scorers' columns to `df` in one mapInPandas step (each model loads once per worker).
+
+    Several scorers share the step, so the rows cross from the JVM to Python and back once, not once
+    per scorer; a later scorer sees the columns (and errors) of the earlier ones.
+    """
+    _check_requires(df.columns, scorers)
+    schema = df.schema
+    for scorer in scorers:
+        schema = output_schema(schema, scorer.columns)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        loaded = _loaded(scorer)
         for pdf in batches:
-            yield score_batch(loaded, pdf)
+            yield _chain(pdf, scorers)
 
-    return df.mapInPandas(run, output_schema(df.schema, scorer.columns))
+    return df.mapInPandas(run, schema)
 
 
-def flat_map(df, fn: Callable[[pd.DataFrame], Iterator[pd.DataFrame]], schema: pa.Schema):
-    """Turn each batch of `df` into any number of rows of `schema` (readers: one tar -> many records)."""
+def flat_map(df, fn: Callable[[pd.DataFrame], Iterator[pd.DataFrame]], schema: pa.Schema, scorers=(),
+             drop: tuple[str, ...] = ()):
+    """Turn each batch of `df` into any number of rows (readers: one tar -> many records).
+
+    `scorers` run on those rows in the same step, and `drop` removes columns after them, so a reader
+    and the checks of what it read cost one trip through Python.
+    """
+    _check_requires(schema.names, scorers)
     struct = to_spark(schema)
-    names = schema.names
+    for scorer in scorers:
+        struct = output_schema(struct, scorer.columns)
+    names = [f.name for f in struct.fields if f.name not in drop]
+    from pyspark.sql import types as T
+
+    struct = T.StructType([f for f in struct.fields if f.name not in drop])
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
             for out in fn(pdf):
-                yield out[names]
+                yield _chain(out, scorers)[names]
 
     return df.mapInPandas(run, struct)

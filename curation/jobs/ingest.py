@@ -9,7 +9,7 @@ from curation.config import CurateConfig
 from curation.io.readers import READERS, detect, source_name
 from curation.io.records import RECORD
 from curation.signals import AltText, ImageHeader
-from curation.spark import apply_scorer, flat_map, write_table
+from curation.spark import flat_map, write_table
 from tools import runs
 from tools.counts import table_counts
 
@@ -24,13 +24,11 @@ def build(spark, input_path: str, cfg: CurateConfig):
     fmt = icfg.format if icfg.format != "auto" else detect(input_path)
     source = icfg.source or source_name(input_path)
     plan = READERS[fmt](spark, input_path, icfg, source)
-    raw = (
-        flat_map(plan.units, plan.read, RECORD)
-        # Captions first: a record whose image is broken still shows the caption it came with.
-        .transform(apply_scorer, AltText())
-        .transform(apply_scorer, ImageHeader(max_pixels=icfg.max_pixels, verify=icfg.verify))
-        .drop("caption_raw")  # alt_text holds the decoded caption; the warnings say if it needed help
-    )
+    # Read, decode the caption and check the image in one pass through Python: the bytes cross the
+    # JVM/Python boundary once. Captions first: a broken image still shows the caption it came with.
+    raw = flat_map(plan.units, plan.read, RECORD,
+                   scorers=(AltText(), ImageHeader(max_pixels=icfg.max_pixels, verify=icfg.verify)),
+                   drop=("caption_raw",))  # alt_text holds the decoded caption; warnings say if it needed help
     return raw, plan, fmt, source
 
 
