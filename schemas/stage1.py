@@ -11,7 +11,7 @@ from schemas.stages import stage_schema
 
 QUALITY = [
     pa.field("q_aspect", pa.float32(), metadata={"doc": "long side / short side (>= 1)"}),
-    pa.field("q_sharpness", pa.float32(), metadata={"doc": "variance of the Laplacian of luma at the analysis scale"}),
+    pa.field("q_sharpness", pa.float32(), metadata={"doc": "variance of the Laplacian of Gaussian (sigma 0.7) of luma at long side 512"}),
     pa.field("q_motion_blur", pa.float32(), metadata={"doc": "0..1, how much gradient energy lies along one direction"}),
     pa.field("q_brightness", pa.float32(), metadata={"doc": "mean luma, 0..255"}),
     pa.field("q_dark_frac", pa.float32(), metadata={"doc": "fraction of pixels with luma <= 16"}),
