@@ -44,6 +44,12 @@ def build_signals(cfg: Stage1Config) -> tuple:
     return tuple(out)
 
 
+def _spread(spark, df, rows: int, rows_per_task: int = 500):
+    """Enough tasks for every core: OCR costs ~1 s per image, so a few large Parquet files are too few."""
+    target = max(2 * spark.sparkContext.defaultParallelism, -(-rows // rows_per_task))
+    return df.repartition(target) if df.rdd.getNumPartitions() < target else df
+
+
 def check(spark, cfg: CurateConfig) -> None:
     """Fail before any work when a rule does not fit the stage-1 schema."""
     check_rules(spark, to_spark(get_schema(TABLE)), cfg.stage1.rules, where="stage1.rules")
@@ -55,7 +61,7 @@ def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
         return runs.read_manifest(out_dir)
     check(spark, cfg)
     timer = runs.Timer()
-    raw = read_table(spark, str(raw_dir), "raw")
+    raw = _spread(spark, read_table(spark, str(raw_dir), "raw"), runs.read_manifest(raw_dir)["output"]["rows"])
     signals = build_signals(cfg.stage1)
     scored = raw.transform(apply_scorer, ImageSignals(signals))
     decided = decide(scored, cfg.stage1.rules, stage=TABLE)

@@ -31,7 +31,15 @@ def histogram(values: np.ndarray, title: str, threshold: float | None = None, ke
     `keep_side` is ">" when values above the threshold are kept (e.g. sharpness >= 40), "<" otherwise.
     """
     v = values[~np.isnan(values)]
-    head = f'<figure class="hist"><figcaption>{html.escape(title)} <span class="n">n={len(v):,}</span></figcaption>'
+    # Heavy-tailed positive signals (sharpness spans 0.01..1000) read better on a log axis.
+    log_axis = len(v) > 0 and v.min() > 0 and (threshold is None or threshold > 0) and \
+        v.max() / v.min() > 1000
+    if log_axis:
+        v = np.log10(v)
+        threshold = None if threshold is None else float(np.log10(threshold))
+    scale = " (log10)" if log_axis else ""
+    head = (f'<figure class="hist"><figcaption>{html.escape(title)}{scale} '
+            f'<span class="n">n={len(v):,}</span></figcaption>')
     if len(v) == 0:
         return head + "<p>no values</p></figure>"
     lo, hi = float(v.min()), float(v.max())
@@ -57,7 +65,9 @@ def histogram(values: np.ndarray, title: str, threshold: float | None = None, ke
                      f'height="{h:.1f}"/>')
     if threshold is not None:
         parts.append(f'<line class="threshold" x1="{x(threshold):.1f}" x2="{x(threshold):.1f}" y1="0" y2="{plot_h}"/>'
-                     f'<text x="{min(x(threshold) + 3, width - 60):.1f}" y="12">{threshold:g}</text>')
-    parts.append(f'<text x="{pad}" y="{height - 4}">{lo:.3g}</text>'
-                 f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">{hi:.3g}</text></svg></figure>')
+                     f'<text x="{min(x(threshold) + 3, width - 60):.1f}" y="12">'
+                     f'{10 ** threshold if log_axis else threshold:.3g}</text>')
+    shown_lo, shown_hi = (10 ** lo, 10 ** hi) if log_axis else (lo, hi)
+    parts.append(f'<text x="{pad}" y="{height - 4}">{shown_lo:.3g}</text>'
+                 f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">{shown_hi:.3g}</text></svg></figure>')
     return "".join(parts)
