@@ -17,19 +17,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# A CJK font for rendering Chinese text in the sample corpus; skipped where apt is not ours to use.
+# Debian packages: a CJK font (Chinese text in generated data) and Chromium (the report test opens the
+# report in it). Skipped, with a note, where apt is not ours to use.
+SYSTEM_PACKAGES := fonts-wqy-microhei chromium
 system-deps:
-	@if ! fc-list :lang=zh 2>/dev/null | grep -q . ; then \
+	@missing=""; fc-list :lang=zh 2>/dev/null | grep -q . || missing="fonts-wqy-microhei"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null) || echo "warning: no CJK font installed"; \
-	  else echo "note: no CJK font found; install fonts-wqy-microhei for Chinese text rendering"; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing"; \
+	  else echo "note: missing Debian packages:$$missing (apt-get install $(SYSTEM_PACKAGES))"; fi; \
 	fi
 
-demo: $(STAMP)
+demo: system-deps $(STAMP)
 	$(BIN)/python -m tools.sample_corpus --out $(DEMO_CORPUS)
 	$(BIN)/sluice curate run --input $(DEMO_CORPUS)/images --output $(DEMO_RUN)
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
 
 schemas: $(STAMP)

@@ -70,3 +70,15 @@ def demo_corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("demo_corpus")
     write_demo_corpus(d, n_images=120, seed=1)
     return d / "images"
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo_corpus, run_cli):
+    """`sluice curate run` on the demo corpus, every stage and signal on, as `make demo` does it.
+
+    Returns (run folder, the CompletedProcess); shared because stage 1's OCR is the slowest step here.
+    """
+    run = tmp_path_factory.mktemp("demo_run") / "run"
+    out = run_cli("curate", "run", "--input", str(demo_corpus), "--output", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return run, out

@@ -46,10 +46,8 @@ def test_missing_input_fails_before_spark_starts(run_cli, tmp_path):
 
 
 @pytest.mark.spark
-def test_full_run_then_inspect_and_report(run_cli, demo_corpus, tmp_path):
-    run = tmp_path / "run"
-    out = run_cli("curate", "run", "--input", str(demo_corpus), "--output", str(run))
-    assert out.returncode == 0, out.stderr[-3000:]
+def test_full_run_then_inspect_and_report(run_cli, demo_corpus, demo_run, tmp_path):
+    run, out = demo_run
     report_line = [line for line in out.stdout.splitlines() if line.startswith("report: ")]
     assert report_line, out.stdout
     report = run / "report" / "index.html"
@@ -58,9 +56,14 @@ def test_full_run_then_inspect_and_report(run_cli, demo_corpus, tmp_path):
     assert manifest["input"]["records"] == manifest["output"]["rows"] > 0
     assert manifest["output"]["errors"], "the demo corpus has broken files; they must show as errors"
     assert manifest["config"]["ingest"]["format"] == "auto" and manifest["code_version"]
+    stage1 = json.loads((run / "stage1" / "_manifest.json").read_text())
+    assert stage1["output"]["rows"] == manifest["output"]["rows"]  # every raw row is a stage-1 row
+    assert stage1["output"]["errors"] == manifest["output"]["errors"]  # failed rows keep their error
+    assert stage1["output"]["dropped"] and stage1["output"]["kept"] > 0
+    assert sum(stage1["output"]["dropped"].values()) + stage1["output"]["kept"] == stage1["output"]["usable"]
 
     page = report.read_text(encoding="utf-8")
-    assert page.count("<svg") >= 3 and "Errors by kind" in page
+    assert page.count("<svg") >= 3 and "Failed records by kind" in page
     thumbs = list((run / "report" / "thumbs").glob("*.jpg"))
     assert thumbs and all(f'thumbs/{t.name}' in page for t in thumbs)
 
