@@ -106,8 +106,12 @@ def conform(df, table: str, extra_ok: bool = False):
     return df.select(*cols, *[F.col(c) for c in extra])
 
 
-def write_table(df, path: str, table: str, extra_ok: bool = False) -> None:
-    conform(df, table, extra_ok).write.mode("overwrite").parquet(str(path))
+def write_table(df, path: str, table: str, extra_ok: bool = False, compression: str | None = None) -> None:
+    """Write a tagged table; `compression` overrides the session's codec (zstd) for this table."""
+    writer = conform(df, table, extra_ok).write.mode("overwrite")
+    if compression:
+        writer = writer.option("compression", compression)
+    writer.parquet(str(path))
 
 
 # ---------------------------------------------------------------- the scorer adapter
