@@ -35,16 +35,28 @@ def summarize(groups: list[dict], warnings: dict[str, int] | None = None) -> dic
     return out
 
 
-def table_counts(spark, path: str) -> dict:
-    """Counts of the table at `path`, in one aggregation (plus one for warnings); reads only those columns."""
-    from pyspark.sql import functions as F
+def table_counts(path) -> dict:
+    """Counts of the table at `path`, read with pyarrow: only the few columns counted, and no Spark job.
 
-    df = spark.read.parquet(path)
-    cats = [c for c in CATEGORICAL if c in df.columns]
-    groups = [r.asDict() for r in df.groupBy(*cats).count().collect()] if cats else \
-        [{"count": df.count()}]
+    Run folders are local (or a shared filesystem), so the driver reads the finished table directly;
+    two more Spark jobs per stage cost seconds of fixed start-up for what is a small scan.
+    """
+    import pyarrow.compute as pc
+
+    from tools.tables import open_table
+
+    dataset = open_table(path)
+    cols = [c for c in CATEGORICAL if c in dataset.schema.names]
+    if not cols:
+        return {"rows": dataset.count_rows()}
+    t = dataset.to_table(columns=cols)
+    groups = t.group_by(cols, use_threads=False).aggregate([([], "count_all")]).to_pylist()
+    for g in groups:
+        g["count"] = g.pop("count_all")
     warnings = None
-    if "warnings" in df.columns:
-        w = df.select(F.explode("warnings").alias("w")).select(F.split("w", ":")[0].alias("w"))
-        warnings = {r["w"]: int(r["count"]) for r in w.groupBy("w").count().collect()}
+    if "warnings" in dataset.schema.names:
+        warnings = {}
+        for w in pc.list_flatten(dataset.to_table(columns=["warnings"])["warnings"]).to_pylist():
+            k = w.split(":")[0]
+            warnings[k] = warnings.get(k, 0) + 1
     return summarize(groups, warnings)

@@ -5,30 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
-from tools.counts import CATEGORICAL, summarize
+from tools.counts import table_counts
 from tools.tables import open_table, sample_rows, table_tag
-
-
-def _counts(dataset) -> dict:
-    cols = [c for c in CATEGORICAL if c in dataset.schema.names]
-    if not cols:
-        return {"rows": dataset.count_rows()}
-    t = dataset.to_table(columns=cols)
-    groups = t.group_by(cols, use_threads=False).aggregate([([], "count_all")]).to_pylist()
-    for g in groups:
-        g["count"] = g.pop("count_all")
-    warnings = None
-    if "warnings" in dataset.schema.names:
-        flat = pc.list_flatten(dataset.to_table(columns=["warnings"])["warnings"])
-        warnings = {}
-        for w in flat.to_pylist():
-            k = w.split(":")[0]
-            warnings[k] = warnings.get(k, 0) + 1
-    return summarize(groups, warnings)
 
 
 def _cell(v) -> str:
@@ -48,7 +29,7 @@ def inspect_table(path: Path, rows: int = 5) -> None:
     for f in dataset.schema:
         schema.add_row(f.name, str(f.type))
     console.print(schema)
-    counts = _counts(dataset)
+    counts = table_counts(path)
     summary = Table("count", "value", title="counts")
     for k, v in counts.items():
         if isinstance(v, dict):

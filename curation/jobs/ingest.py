@@ -45,7 +45,7 @@ def run(spark, input_path: str, out_dir: Path, cfg: CurateConfig, force: bool = 
         # for nothing (measured: ~15% of the ingest write time), so this one table is stored plain.
         write_table(raw, str(out_dir), TABLE, compression="none")
     with timer("count"):
-        counts = table_counts(spark, str(out_dir))
+        counts = table_counts(str(out_dir))
     if plan.expected_records is not None and counts["rows"] != plan.expected_records:
         raise RuntimeError(f"ingest lost records: {plan.expected_records} inputs but {counts['rows']} rows")
     manifest = {

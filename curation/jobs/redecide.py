@@ -31,7 +31,7 @@ def run(spark, table_dir: Path, stage: str, cfg: CurateConfig) -> dict:
     if tmp.exists():
         shutil.rmtree(tmp)
     write_table(decided, str(tmp), stage)
-    counts = table_counts(spark, str(tmp))
+    counts = table_counts(str(tmp))
     manifest = {**before, "output": {"path": str(table_dir), **counts}, "config": cfg.model_dump(mode="json"),
                 "redecided_from": before.get("written_at")}
     manifest.pop("written_at", None)

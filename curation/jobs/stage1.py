@@ -68,7 +68,7 @@ def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
     with timer("score_decide_write"):
         write_table(decided.select(*get_schema(TABLE).names), str(out_dir), TABLE)
     with timer("count"):
-        counts = table_counts(spark, str(out_dir))
+        counts = table_counts(str(out_dir))
     rows_in = runs.read_manifest(raw_dir)["output"]["rows"]
     if counts["rows"] != rows_in:
         raise RuntimeError(f"stage 1 lost rows: {rows_in} in, {counts['rows']} out")

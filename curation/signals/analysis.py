@@ -7,7 +7,6 @@ OCR) works on that one decoded image instead of decoding again.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -40,10 +39,11 @@ class ImageSignal(Protocol):
 
 
 def decode_for_analysis(data: bytes, long_side: int = ANALYSIS_LONG_SIDE) -> Decoded:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    Image.MAX_IMAGE_PIXELS = None  # ingest already refused bombs; rows reaching here passed its check
-    img = Image.open(io.BytesIO(data))
+    from curation.signals.pillow import open_unlimited
+
+    img = open_unlimited(data)  # ingest already refused bombs with its own limit; rows here passed it
     fmt, quant = img.format, getattr(img, "quantization", None)
     width, height = img.size
     if _orientation(img) in (5, 6, 7, 8):  # rotated by 90 degrees when displayed

@@ -7,7 +7,6 @@ decompression bombs are recognised here and named, so no later stage ever sees t
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,23 +34,22 @@ class ImageHeader:
     }
 
     def load(self) -> None:
-        from PIL import Image
-
-        # We check the pixel count ourselves, with our limit; Pillow's own check would use its default.
-        Image.MAX_IMAGE_PIXELS = None
+        import PIL.Image  # noqa: F401  (the import is the only heavy part)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame([self.probe(b) for b in batch["image"]], index=batch.index,
                             columns=list(self.columns))
 
     def probe(self, data: bytes) -> dict:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
+
+        from curation.signals.pillow import open_unlimited
 
         out = {"bytes_len": len(data), "content_hash": hashlib.sha256(data).hexdigest()}
         if not data:
             return {**out, "error": "file is empty (0 bytes)", "error_kind": "empty_file"}
         try:
-            img = Image.open(io.BytesIO(data))
+            img = open_unlimited(data)  # the pixel limit checked below is ours (ingest.max_pixels)
         except UnidentifiedImageError:
             return {**out, "error": f"not an image Pillow can read (starts with {data[:8].hex()})",
                     "error_kind": "not_an_image"}
