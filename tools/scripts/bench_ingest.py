@@ -58,6 +58,8 @@ import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from benchlib import cpu_model, log  # noqa: E402  (sibling module of the scripts)
+
 REPO = Path(__file__).resolve().parents[2]
 try:
     import curation  # noqa: F401  (installed with `pip install -e .`)
@@ -73,22 +75,11 @@ BATCH = 256  # records per batch in the plain loop, as the folder reader batches
 GOAL = 1.5
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------- machine and process accounting
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     ram_gib = None
     try:
         m = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())

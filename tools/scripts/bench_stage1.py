@@ -54,6 +54,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from benchlib import cpu_model, log  # noqa: E402  (sibling module of the scripts)
+
 REPO = Path(__file__).resolve().parents[2]
 try:
     import curation  # noqa: F401  (installed with `pip install -e .`)
@@ -81,22 +83,11 @@ BATCH = 64
 GOAL_DECODE, GOAL_CV, GOAL_PR = 0.6, 2.0, 0.9
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------- machine
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
