@@ -61,7 +61,8 @@ def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
         return runs.read_manifest(out_dir)
     check(spark, cfg)
     timer = runs.Timer()
-    raw = _spread(spark, read_table(spark, str(raw_dir), "raw"), runs.read_manifest(raw_dir)["output"]["rows"])
+    rows_in = runs.read_manifest(raw_dir)["output"]["rows"]
+    raw = _spread(spark, read_table(spark, str(raw_dir), "raw"), rows_in)
     signals = build_signals(cfg.stage1)
     scored = raw.transform(apply_scorer, ImageSignals(signals))
     decided = decide(scored, cfg.stage1.rules, stage=TABLE)
@@ -69,7 +70,6 @@ def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
         write_table(decided.select(*get_schema(TABLE).names), str(out_dir), TABLE)
     with timer("count"):
         counts = table_counts(str(out_dir))
-    rows_in = runs.read_manifest(raw_dir)["output"]["rows"]
     if counts["rows"] != rows_in:
         raise RuntimeError(f"stage 1 lost rows: {rows_in} in, {counts['rows']} out")
     manifest = {
