@@ -7,6 +7,7 @@ from schemas.labels import LABELS
 from schemas.raw import RAW
 from schemas.shards import SHARD_INDEX
 from schemas.stage1 import STAGE1
+from schemas.stage2 import STAGE2
 from schemas.stages import STAGE_BASE
 
 # Bump when a column changes meaning or type; readers refuse tables of another version.
@@ -16,6 +17,7 @@ TABLES: dict[str, pa.Schema] = {
     "raw": RAW,
     "stage": STAGE_BASE,
     "stage1": STAGE1,
+    "stage2": STAGE2,
     "captions": CAPTIONS,
     "labels": LABELS,
     "shard_index": SHARD_INDEX,
