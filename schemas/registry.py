@@ -4,6 +4,7 @@ import pyarrow as pa
 
 from schemas.captions import CAPTIONS
 from schemas.labels import LABELS
+from schemas.pool import MIX, MIX_AUDIT, POOL
 from schemas.raw import RAW
 from schemas.shards import SHARD_INDEX
 from schemas.stage1 import STAGE1
@@ -21,6 +22,9 @@ TABLES: dict[str, pa.Schema] = {
     "captions": CAPTIONS,
     "labels": LABELS,
     "shard_index": SHARD_INDEX,
+    "pool": POOL,
+    "mix": MIX,
+    "mix_audit": MIX_AUDIT,
 }
 
 # The tag rides in the metadata of the `id` column: Spark stores column metadata in the Parquet footer
