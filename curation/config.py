@@ -103,9 +103,70 @@ class Stage1Config(Frozen):
     rules: tuple[Rule, ...] = ()
 
 
+class DownsampleConfig(Frozen):
+    """Balanced downsampling over (groups, then the cluster tree): share of a node ~ size**temperature."""
+
+    size: int | None = Field(None, gt=0, description="rows to keep; null = every row in play")
+    group_by: tuple[str, ...] = Field(("source",), description="columns balanced as levels above the cluster tree")
+    levels: int | None = Field(None, gt=0, description="cluster levels used (coarse first); null = all of cluster_path")
+    temperature: float = Field(1.0, ge=0, le=2, description="1 keeps the distribution, < 1 lifts the tail, 0 = equal")
+    level_temperatures: tuple[float, ...] | None = Field(
+        None, description="one temperature per level (groups first, then clusters); overrides temperature")
+    order: Literal["quality", "random"] = Field("quality", description="which rows of a leaf are kept first")
+    quality: tuple[str, ...] = Field(("tier ASC", "aesthetic DESC"),
+                                     description="Spark SQL sort keys, each with ASC or DESC; ties by hash(id, seed)")
+    seed: int = 0
+
+    @field_validator("level_temperatures")
+    @classmethod
+    def _temps(cls, v):
+        if v is not None and any(not 0 <= t <= 2 for t in v):
+            raise ValueError(f"level temperatures must lie in [0, 2], got {list(v)}")
+        return v
+
+
+class MixPool(Frozen):
+    """One quota of the training mix: kept rows of `table` that match `where`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    quota: float = Field(gt=0, le=1, description="share of the mix")
+    table: str = Field("pool", description="a table folder under the run folder, or a path to one")
+    where: str | None = Field(None, description="Spark SQL filter, e.g. exists(tags, t -> t.tag = 'portrait')")
+
+
+# The report's knowledge-injection example; tag names are stage 2's concept vocabulary.
+DEFAULT_MIX = (
+    MixPool(name="general", quota=0.70),
+    MixPool(name="chinese_culture", quota=0.15,
+            where="exists(tags, t -> t.tag = 'chinese_culture' AND t.score >= 0.5)"),
+    MixPool(name="text_rendering", quota=0.10, where="ocr_n_chars >= 4"),
+    MixPool(name="portraits", quota=0.05, where="exists(tags, t -> t.tag = 'portrait' AND t.score >= 0.5)"),
+)
+
+
+class MixConfig(Frozen):
+    pools: tuple[MixPool, ...] = DEFAULT_MIX
+    size: int | None = Field(None, gt=0, description="rows of the mix; null = the largest size no pool must repeat for")
+    max_copies: int = Field(3, ge=1, description="a short pool repeats each row at most this many times in all")
+    seed: int = 0
+
+    @field_validator("pools")
+    @classmethod
+    def _quotas(cls, v):
+        names = [p.name for p in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"mix pool names must differ, got {names}")
+        total = sum(p.quota for p in v)
+        if v and abs(total - 1) > 1e-6:
+            raise ValueError(f"mix quotas must add up to 1, they add up to {total:g}: fix the quotas of {names}")
+        return v
+
+
 class CurateConfig(Frozen):
     """Everything `sluice curate` needs; each stage reads its own section."""
 
     spark: SparkConfig = SparkConfig()
     ingest: IngestConfig = IngestConfig()
     stage1: Stage1Config = Stage1Config()
+    downsample: DownsampleConfig = DownsampleConfig()
+    mix: MixConfig = MixConfig()
