@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tools.config import Frozen
 
@@ -162,11 +162,69 @@ class MixConfig(Frozen):
         return v
 
 
+class CaptionerConfig(Frozen):
+    """The VLM that writes captions; backend none = no model (stage 3 keeps the cleaned alt text only)."""
+
+    backend: Literal["none", "transformers", "served"] = "none"
+    model: str | None = Field(None, description="transformers: local folder or hub id; served: the served model name")
+    url: str | None = Field(None, description="served: base URL of an OpenAI-compatible server, e.g. http://host:8000/v1")
+    styles: tuple[Literal["short", "long", "text_in_image", "aesthetic", "imagination"], ...] = (
+        "short", "long", "text_in_image", "aesthetic", "imagination")
+    langs: tuple[Literal["zh", "en"], ...] = ("zh", "en")
+    prompt_versions: dict[str, int] = Field(default_factory=dict, description="style -> prompt version; default latest")
+    image_max_side: int = Field(768, ge=64, description="images are downscaled to this long side before captioning")
+    concurrency: int = Field(8, ge=1, description="served: requests in flight per Spark task")
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0, description="served: retries of timeouts, connection errors, 429 and 5xx")
+    backoff_s: float = Field(0.5, ge=0)
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.2, ge=0)
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    batch_size: int = Field(8, ge=1, description="transformers: images per generate() call")
+    device: str = Field("auto", description="transformers: auto (cuda when there is one), cpu, cuda, cuda:1")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    gpus_per_task: float | None = Field(None, gt=0, description="Spark task GPU amount (cluster GPU scheduling)")
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.backend != "none" and not self.model:
+            raise ValueError(f"stage3.captioner.backend={self.backend} needs stage3.captioner.model")
+        if self.backend == "served" and not self.url:
+            raise ValueError("stage3.captioner.backend=served needs stage3.captioner.url (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class Stage3Config(Frozen):
+    input: Literal["auto", "pool", "stage2", "stage1"] = Field(
+        "auto", description="funnel table to caption (its kept rows); auto = the latest present: pool > stage2 > stage1")
+    captioner: CaptionerConfig = CaptionerConfig()
+    keep_alt: bool = Field(True, description="keep the record's own alt text, cleaned, as style alt")
+    length_bounds: dict[str, dict[Literal["zh", "en"], tuple[int, int]]] = Field(
+        default_factory=dict, description="style -> lang -> (min, max) words (en) or characters (zh); overrides")
+    rows_per_task: int = Field(256, ge=1, description="samples per Spark task (model time dominates)")
+
+
+class ExportConfig(Frozen):
+    dir: str | None = Field(None, description="export folder; null = <run>/export")
+    max_side: int = Field(1024, ge=64, description="images are resized so the long side is at most this")
+    jpeg_quality: int = Field(90, ge=50, le=100)
+    resolutions: tuple[int, ...] = Field((1024,), min_length=1, description="target resolutions of the bucket ladder")
+    aspect_ratios: tuple[float, ...] = Field(
+        (0.25, 0.33, 0.5, 0.57, 0.67, 0.75, 0.8, 1.0, 1.25, 1.33, 1.5, 1.75, 2.0, 3.0, 4.0), min_length=1,
+        description="width/height of the buckets")
+    divisible: int = Field(64, ge=8, description="bucket sides are multiples of this")
+    shard_size: int = Field(1000, ge=1, description="samples per tar")
+    shard_prefix: str = Field("shard", pattern=r"^[A-Za-z0-9_-]+$")
+    require_caption: bool = Field(False, description="skip samples without any caption that passed the checks")
+
+
 class CurateConfig(Frozen):
     """Everything `sluice curate` needs; each stage reads its own section."""
 
     spark: SparkConfig = SparkConfig()
     ingest: IngestConfig = IngestConfig()
     stage1: Stage1Config = Stage1Config()
+    stage3: Stage3Config = Stage3Config()
+    export: ExportConfig = ExportConfig()
     downsample: DownsampleConfig = DownsampleConfig()
     mix: MixConfig = MixConfig()
