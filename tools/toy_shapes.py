@@ -1,0 +1,196 @@
+"""A synthetic bilingual dataset for checking that the trainer learns: coloured shapes and rendered words.
+
+Each sample is a small image of one coloured shape (circle, square, triangle) or one rendered word, with
+captions in zh and en ("一个红色的圆" / "a red circle"). It is written as export-format shards (see
+docs/export-format.md) so the trainer reads it exactly as it reads curated data. Also here:
+
+* `build_tiny_llm`: a randomly initialised Qwen3 decoder with a byte-level BPE tokenizer trained on the toy
+  captions, saved as a local model folder. It is NOT a trained language model: it stands in for the LLM text
+  encoder in tests and the toy run, where nothing may be downloaded.
+* `train_judge` / `judge`: a small CNN trained on the same synthetic images that names the colour and shape
+  of an image; it judges the toy model's samples.
+
+    python -m tools.toy_shapes --out DIR --n 2000 --size 32 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import random
+import tarfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+COLOURS = {"red": ((220, 30, 30), "红色"), "green": ((30, 170, 40), "绿色"), "blue": ((30, 60, 220), "蓝色"),
+           "yellow": ((235, 200, 20), "黄色")}
+SHAPES = {"circle": "圆", "square": "正方形", "triangle": "三角形"}
+WORDS = ("CAT", "SUN", "山", "水")
+
+
+def caption(colour: str, shape: str, lang: str) -> str:
+    return f"一个{COLOURS[colour][1]}的{SHAPES[shape]}" if lang == "zh" else f"a {colour} {shape}"
+
+
+def draw_shape(colour: str, shape: str, size: int, rng: random.Random) -> Image.Image:
+    bg = tuple(rng.randint(235, 255) for _ in range(3))
+    im = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(im)
+    r = rng.uniform(0.28, 0.4) * size
+    cx, cy = size / 2 + rng.uniform(-0.08, 0.08) * size, size / 2 + rng.uniform(-0.08, 0.08) * size
+    fill = tuple(max(0, min(255, c + rng.randint(-15, 15))) for c in COLOURS[colour][0])
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        d.ellipse(box, fill=fill)
+    elif shape == "square":
+        d.rectangle((cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85), fill=fill)
+    else:
+        d.polygon([(cx, cy - r), (cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8)], fill=fill)
+    return im
+
+
+def draw_word(word: str, size: int, rng: random.Random) -> Image.Image:
+    from tools.sample_corpus import cjk_font_path
+
+    im = Image.new("RGB", (size, size), (250, 250, 250))
+    path = cjk_font_path()
+    font = ImageFont.truetype(path, int(size * 0.4)) if path else ImageFont.load_default(size=int(size * 0.4))
+    d = ImageDraw.Draw(im)
+    d.text((size / 2, size / 2), word, fill=(10, 10, 10), font=font, anchor="mm")
+    return im
+
+
+def make_samples(n: int, size: int = 32, seed: int = 0, word_share: float = 0.15) -> list[tuple[Image.Image, dict]]:
+    """n (image, export-format json) pairs; every choice is a function of the seed."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        key = hashlib.sha1(f"{seed}:{i}".encode()).hexdigest()[:32]
+        if rng.random() < word_share:
+            w = rng.choice(WORDS)
+            im, caps, label = draw_word(w, size, rng), {"zh": f"写着“{w}”的图片", "en": f'the word "{w}"'}, {"word": w}
+        else:
+            c, s = rng.choice(sorted(COLOURS)), rng.choice(sorted(SHAPES))
+            im, caps, label = draw_shape(c, s, size, rng), {l: caption(c, s, l) for l in ("zh", "en")}, \
+                {"colour": c, "shape": s}
+        meta = {"id": key, "key": key, "source": "toy_shapes", "uri": f"toy://{seed}/{i}", "width": size,
+                "height": size, "aspect_bucket": f"{size}x{size}", "captions": {"short": caps},
+                "styles": ["short_en", "short_zh"], "signals": {}, "tags": [], "cluster_path": [], "toy": label}
+        out.append((im, meta))
+    return out
+
+
+def write_shards(samples: list[tuple[Image.Image, dict]], export_dir: Path, shard_size: int = 500) -> list[Path]:
+    """Write samples as export-format shards: shards/<bucket>/shard-NNNNNN.tar, members <key>.jpg + <key>.json."""
+    by_bucket: dict[str, list] = {}
+    for im, meta in sorted(samples, key=lambda s: s[1]["key"]):
+        by_bucket.setdefault(meta["aspect_bucket"], []).append((im, meta))
+    paths = []
+    for bucket, items in sorted(by_bucket.items()):
+        folder = Path(export_dir) / "shards" / bucket
+        folder.mkdir(parents=True, exist_ok=True)
+        for s in range(0, len(items), shard_size):
+            path = folder / f"shard-{s // shard_size:06d}.tar"
+            with tarfile.open(path, "w") as tar:
+                for im, meta in items[s:s + shard_size]:
+                    buf = io.BytesIO()
+                    im.save(buf, "JPEG", quality=95)
+                    for ext, data in (("jpg", buf.getvalue()), ("json", json.dumps(meta, ensure_ascii=False).encode())):
+                        info = tarfile.TarInfo(f"{meta['key']}.{ext}")
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+            paths.append(path)
+    (Path(export_dir) / "_SUCCESS").write_text("")
+    return paths
+
+
+def toy_corpus() -> list[str]:
+    caps = [caption(c, s, l) for c in COLOURS for s in SHAPES for l in ("zh", "en")]
+    return caps + [f"写着“{w}”的图片" for w in WORDS] + [f'the word "{w}"' for w in WORDS]
+
+
+def build_tiny_llm(out: Path, corpus: list[str] | None = None, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """A random-init Qwen3 decoder + a byte-level BPE trained on `corpus`, saved to `out` (not a trained LLM)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    tk = Tokenizer(models.BPE(unk_token=None))
+    tk.normalizer = normalizers.NFKC()
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(corpus or toy_corpus(), trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>")
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4, max_position_embeddings=256,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    Qwen3ForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return Path(out)
+
+
+def _judge_net(size: int):
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * (size // 4) ** 2, 64), nn.ReLU(),
+                         nn.Linear(64, len(COLOURS) + len(SHAPES)))
+
+
+def to_tensor(images: list[Image.Image]):
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 127.5 - 1 for im in images])
+                            ).permute(0, 3, 1, 2)
+
+
+def train_judge(n: int = 3000, size: int = 32, seed: int = 123, epochs: int = 4):
+    """Train the colour+shape classifier on fresh synthetic shapes (a seed unused by the training data)."""
+    import torch
+
+    torch.manual_seed(seed)
+    data = [(im, m["toy"]) for im, m in make_samples(n, size, seed, word_share=0.0)]
+    x = to_tensor([im for im, _ in data])
+    yc = torch.tensor([sorted(COLOURS).index(lab["colour"]) for _, lab in data])
+    ys = torch.tensor([sorted(SHAPES).index(lab["shape"]) for _, lab in data])
+    net = _judge_net(size)
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(n).split(64):
+            out = net(x[idx] + 0.1 * torch.randn_like(x[idx]))  # noise: generated samples are not clean JPEGs
+            loss = torch.nn.functional.cross_entropy(out[:, :len(COLOURS)], yc[idx]) + \
+                torch.nn.functional.cross_entropy(out[:, len(COLOURS):], ys[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+def judge(net, images: list[Image.Image]) -> list[tuple[str, str]]:
+    """(colour, shape) the judge sees in each image."""
+    import torch
+
+    with torch.no_grad():
+        out = net(to_tensor(images))
+    return [(sorted(COLOURS)[c], sorted(SHAPES)[s]) for c, s in
+            zip(out[:, :len(COLOURS)].argmax(1).tolist(), out[:, len(COLOURS):].argmax(1).tolist())]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    print(len(write_shards(make_samples(a.n, a.size, a.seed), a.out)), "shards")
+
+
+if __name__ == "__main__":
+    main()
