@@ -1,0 +1,99 @@
+"""Reading the export job's webdataset shards (docs/export-format.md): listing, splitting, streaming samples.
+
+A shard is a tar of `<key>.jpg` + `<key>.json` pairs. Samples are read in tar order so that a position
+(shard, sample index) identifies the next sample exactly, which is what makes resume exact. Training never
+imports curation: this module knows only the file format.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str
+    jpg: bytes
+    meta: dict
+    shard: str
+
+
+def list_shards(spec: str | Path) -> list[str]:
+    """Shards of an export folder (which must be finished: `_SUCCESS`), a single tar, or a glob; sorted."""
+    p = Path(spec)
+    if p.is_dir():
+        if not (p / "_SUCCESS").exists():
+            raise FileNotFoundError(f"{p} has no _SUCCESS marker: the export is unfinished; rerun `sluice curate export`")
+        found = sorted(str(s) for s in p.glob("shards/**/*.tar"))
+    else:
+        found = sorted(glob.glob(str(spec), recursive=True))
+    if not found:
+        raise FileNotFoundError(f"no shards found at {spec}; give an export folder, a .tar or a glob like 'dir/**/*.tar'")
+    return found
+
+
+def split_shards(shards: list[str], rank: int = 0, world: int = 1, worker: int = 0, workers: int = 1) -> list[str]:
+    """This rank's and worker's share: disjoint, and as even as the shard count allows."""
+    n = world * workers
+    if len(shards) < n:
+        raise ValueError(f"{len(shards)} shards cannot feed {world} ranks x {workers} workers evenly; "
+                         f"export with a smaller export.shard_size (more shards) or use fewer ranks/workers")
+    return shards[rank * workers + worker::n]
+
+
+def iter_shard(path: str, skip: int = 0) -> Iterator[Sample]:
+    """Samples of one tar in order, members grouped by key; the first `skip` samples are passed over undecoded."""
+    index, cur_key, parts = 0, None, {}
+
+    def flush():
+        nonlocal index
+        item = None
+        if cur_key is not None:
+            if index >= skip:
+                item = _sample(cur_key, parts, path)
+            index += 1
+        return item
+
+    try:
+        with tarfile.open(path, "r") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.rpartition("/")[2].partition(".")
+                if key != cur_key:
+                    item = flush()
+                    if item:
+                        yield item
+                    cur_key, parts = key, {}
+                if index >= skip:  # skipped samples are never read out of the tar
+                    parts[ext] = tar.extractfile(member).read()
+            item = flush()
+            if item:
+                yield item
+    except (tarfile.TarError, OSError) as e:
+        log.warning("shard %s is unreadable after sample %d (%s); going on with the next shard", path, index, e)
+
+
+def _sample(key: str, parts: dict, shard: str) -> Sample | None:
+    if "jpg" not in parts or "json" not in parts:
+        log.warning("sample %s in %s lacks its jpg or json member; skipped", key, shard)
+        return None
+    try:
+        meta = json.loads(parts["json"].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("sample %s in %s has unreadable json (%s); skipped", key, shard, e)
+        return None
+    return Sample(key, parts["jpg"], meta, shard)
+
+
+def read_keys(shard: str, keys: set[str]) -> dict[str, Sample]:
+    """Fetch particular samples of a shard by key (used to refill bucket buffers on resume)."""
+    return {s.key: s for s in iter_shard(shard) if s and s.key in keys}
