@@ -29,9 +29,10 @@ CONCEPTS = [
     pa.field("tags", pa.list_(TAG), metadata={"doc": "top-k concepts of the vocabulary with their probability, best first"}),
 ]
 
-# Perceptual hashes: the dedup steps add their columns here.
+# Perceptual hashes (curation/signals/phash.py), stored as signed int64: the bits are what matter.
 PHASH = [
     pa.field("phash", pa.int64(), metadata={"doc": "64-bit DCT perceptual hash of the image"}),
+    pa.field("phash_flip", pa.int64(), metadata={"doc": "pHash of the horizontally mirrored image"}),
 ]
 
 DEDUP = [
