@@ -1,0 +1,106 @@
+"""Downsample: a stage-2 table (or a pool) -> `pool`, balanced over sources and the cluster tree.
+
+Every input row is in the pool: kept, dropped with `downsampled`, or passed through as it came (failed or
+dropped earlier). `_distribution.json` beside the table holds the before/after statistics the report shows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from curation.config import CurateConfig
+from curation.report import distribution
+from curation.steps.downsample import check, downsample
+from tools import runs
+from tools.counts import table_counts
+
+log = logging.getLogger(__name__)
+
+TABLE = "pool"
+INPUTS = ("stage2", "pool")  # a pool can be downsampled again to a smaller size
+
+
+def read_input(spark, path: str):
+    """Read a stage-2 table or a pool, refusing any other table with a message that says what to pass."""
+    from pyspark.errors import AnalysisException
+
+    from schemas.registry import TAG_KEY, check_tag
+
+    try:
+        df = spark.read.parquet(str(path))
+    except AnalysisException as e:
+        raise FileNotFoundError(f"cannot read table {path}: {str(e).splitlines()[0]}") from None
+    meta = df.schema["id"].metadata.get(TAG_KEY) if "id" in df.columns else None
+    found = json.loads(meta) if meta else None
+    name = found.get("table") if found else None
+    check_tag(found, name if name in INPUTS else INPUTS[0], where=f"{path} (downsample reads {' or '.join(INPUTS)})")
+    return df
+
+
+def to_pool(df):
+    """The pool's columns in order; columns the input lacks (a stage 2 without OCR, say) become nulls."""
+    from pyspark.sql import functions as F
+
+    from curation.spark import conform
+    from schemas.registry import get_schema
+    from schemas.spark import to_spark_type
+
+    missing = [f for f in get_schema(TABLE) if f.name not in df.columns]
+    if missing:
+        log.info("input lacks pool columns %s; they are written as nulls", [f.name for f in missing])
+    for f in missing:
+        df = df.withColumn(f.name, F.lit(None).cast(to_spark_type(f.type)))
+    return conform(df.select(*get_schema(TABLE).names), TABLE)
+
+
+def shares(spark, table_dir: Path) -> dict:
+    """Rows per source and per concept tag, among rows in play before and kept after (two small aggregations)."""
+    from pyspark.sql import functions as F
+
+    df = spark.read.parquet(str(table_dir))
+    before = F.col("error").isNull() & (F.col("drop_reason").isNull() | (F.col("drop_stage") == F.lit("downsample")))
+    after = F.col("error").isNull() & F.col("drop_reason").isNull()
+    out = {}
+    for name, frame in (("source", df.select(F.col("source").alias("k"), before, after)),
+                        ("tag", df.select(F.explode("tags.tag").alias("k"), before, after))):
+        rows = frame.toDF("k", "b", "a").groupBy("k").agg(
+            F.sum(F.col("b").cast("long")).alias("before"), F.sum(F.col("a").cast("long")).alias("after")).collect()
+        out[name] = {"before": {str(r["k"]): int(r["before"] or 0) for r in rows if r["before"]},
+                     "after": {str(r["k"]): int(r["after"] or 0) for r in rows if r["after"]}}
+    return out
+
+
+def run(spark, input_dir: str | Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
+    if not runs.prepare(out_dir, force):
+        log.info("pool %s is done; skipping (use --force to redo it)", out_dir)
+        return runs.read_manifest(out_dir)
+    dcfg = cfg.downsample
+    timer = runs.Timer()
+    df = read_input(spark, str(input_dir))
+    check(spark, df.schema, dcfg)
+    rows_in = table_counts(str(input_dir))["rows"]
+    with timer("plan"):
+        decided, plan = downsample(df, dcfg)
+    with timer("rank_write"):
+        to_pool(decided).write.mode("overwrite").parquet(str(out_dir))
+    counts = table_counts(str(out_dir))
+    if counts["rows"] != rows_in:
+        raise RuntimeError(f"downsample lost rows: {rows_in} in, {counts['rows']} out")
+    if counts.get("kept", 0) != plan["budget"]:
+        raise RuntimeError(f"downsample kept {counts.get('kept')} rows, planned {plan['budget']} (a bug)")
+    with timer("distribution"):
+        dist = distribution.summarize(plan, list(dcfg.group_by), shares(spark, out_dir))
+        distribution.write(out_dir, dist)
+    manifest = {
+        "job": "downsample", "table": TABLE,
+        "input": {"path": str(input_dir), "records": rows_in},
+        "output": {"path": str(out_dir), **counts},
+        "downsample": {"target": dcfg.size, "kept": plan["budget"], "leaves": len(plan["sizes"]),
+                       "temperatures": plan["temperatures"],
+                       "levels": [{k: v for k, v in lv.items() if k != "hist"} for lv in dist["levels"]]},
+        "config": cfg.model_dump(mode="json"),
+        "timings_s": timer.timings,
+    }
+    return runs.write_manifest(out_dir, manifest)
