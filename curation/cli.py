@@ -49,7 +49,7 @@ def _run(input_path, output, stages, config, overrides, force, dry_run, master, 
     err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay whole for grep and copy
     try:
         cfg = _config(config, overrides, master, spark_conf)
-        stages = stages() if callable(stages) else stages
+        stages = stages(cfg) if callable(stages) else stages
         plan = pipeline.describe(input_path, output, stages, force)
         if dry_run:
             print(dump(cfg))
@@ -64,7 +64,7 @@ def _run(input_path, output, stages, config, overrides, force, dry_run, master, 
     from curation.spark import session
     from tools.progress import spark_progress
 
-    spark = session(cfg.spark.master, cfg.spark.driver_memory, cfg.spark.conf)
+    spark = session(cfg.spark.master, cfg.spark.driver_memory, _spark_conf(cfg, stages))
     try:
         for st in stages:
             with spark_progress(spark, st.name):
@@ -87,7 +87,7 @@ def run_cmd(input: InputOpt, output: OutputOpt,
     """Run every stage of the funnel that exists, in order, then write the report."""
     from curation import pipeline
 
-    _run(input, output, lambda: pipeline.stages_until(until), config, set, force, dry_run, master, spark_conf,
+    _run(input, output, lambda cfg: pipeline.stages_until(until, cfg), config, set, force, dry_run, master, spark_conf,
          verbose)
     if report and not dry_run:
         from curation.report.funnel import write_report
@@ -114,6 +114,26 @@ def stage1_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, 
     from curation import pipeline
 
     _run(None, output, [pipeline.stage("stage1")], config, set, force, dry_run, master, spark_conf, verbose)
+
+
+@app.command("stage3")
+def stage3_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False,
+               dry_run: DryRunOpt = False, master: MasterOpt = None, spark_conf: SparkConfOpt = None,
+               verbose: VerboseOpt = False) -> None:
+    """Caption the kept rows of the latest funnel table (styles x zh/en), check them, write <run>/stage3."""
+    from curation import pipeline
+
+    _run(None, output, [pipeline.stage("stage3")], config, set, force, dry_run, master, spark_conf, verbose)
+
+
+@app.command("export")
+def export_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False,
+               dry_run: DryRunOpt = False, master: MasterOpt = None, spark_conf: SparkConfOpt = None,
+               verbose: VerboseOpt = False) -> None:
+    """Write the captioned pool as webdataset shards per aspect bucket + index.parquet (<run>/export)."""
+    from curation import pipeline
+
+    _run(None, output, [pipeline.stage("export")], config, set, force, dry_run, master, spark_conf, verbose)
 
 
 @app.command("decide")
@@ -184,3 +204,45 @@ def calibrate_cmd(output: OutputOpt,
         t.add_row(s.rule, s.term, "-" if s.suggested is None else f"{s.signal} {s.op} {s.suggested:.4g}",
                   f(s.precision), f(s.recall))
     console.print(t)
+
+
+def _spark_conf(cfg, stages) -> dict[str, str]:
+    """The config's Spark settings, plus GPU scheduling when stage 2 runs on a GPU cluster (config wins)."""
+    if not any(st.name == "stage2" for st in stages):
+        return cfg.spark.conf
+    from curation.signals.gpu import spark_gpu_conf
+
+    e = cfg.stage2.embed
+    return {**spark_gpu_conf(e.device, cfg.spark.master, e.gpus_per_task, e.gpus_per_executor), **cfg.spark.conf}
+
+
+@app.command("stage2")
+def stage2_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False,
+               dry_run: DryRunOpt = False, master: MasterOpt = None, spark_conf: SparkConfOpt = None,
+               verbose: VerboseOpt = False) -> None:
+    """Embed, score aesthetics and concepts, dedup, cluster and tier <run>/stage1's kept rows; write <run>/stage2."""
+    from curation import pipeline
+
+    _run(None, output, [pipeline.stage("stage2")], config, set, force, dry_run, master, spark_conf, verbose)
+
+
+@app.command("train-aesthetic")
+def train_aesthetic_cmd(
+        labels: Annotated[Path, typer.Option(help="labels table (folder or .parquet): tasks aesthetic / aesthetic_pair")],
+        embeddings: Annotated[Path, typer.Option(help="a stage-2 table with img_emb, e.g. runs/demo/stage2")],
+        out: Annotated[Path, typer.Option(help="folder for aesthetic_head.safetensors, its .json card, MODEL_CARD.md")],
+        task: Annotated[str, typer.Option(help="labels task holding 1..5 ratings")] = "aesthetic",
+        pair_task: Annotated[str, typer.Option(help="labels task holding better_than:/worse_than:<id>")] = "aesthetic_pair",
+        epochs: Annotated[int, typer.Option(min=1)] = 200, seed: int = 0) -> None:
+    """Train a LAION-style aesthetic head on our own ratings or preferences; use it as stage2.aesthetic.head."""
+    from rich.console import Console
+
+    from curation.aesthetic_train import run
+
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        path, metrics = run(labels, embeddings, out, task=task, pair_task=pair_task, epochs=epochs, seed=seed)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(err, e)
+    err.print(f"aesthetic head -> {path}; validation {metrics}", markup=False, highlight=False)
+    print(f"--set stage2.aesthetic.head={path}")

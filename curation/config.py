@@ -103,6 +103,70 @@ class Stage1Config(Frozen):
     rules: tuple[Rule, ...] = ()
 
 
+class EmbedConfig(Frozen):
+    model: str = Field("descriptor-v1", description="descriptor-v1 (weight-free, no text), "
+                       "open_clip:NAME[@CHECKPOINT] or hf:PATH_OR_HUB_ID (CLIP, Chinese-CLIP, AltCLIP)")
+    batch_size: int = Field(32, ge=1, description="images (and texts) per forward pass")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto: the task's GPU if any, else CPU")
+    gpus_per_task: float = Field(1.0, gt=0, le=1, description="spark.task.resource.gpu.amount on a GPU cluster")
+    gpus_per_executor: int = Field(1, ge=1, description="spark.executor.resource.gpu.amount on a GPU cluster")
+    rows_per_task: int = Field(1000, ge=1, description="rows per Spark task while embedding")
+
+
+class Cut(Frozen):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    min: float
+
+
+class AestheticConfig(Frozen):
+    head: str | None = Field(None, description="weights of a LAION-style head (.pth/.safetensors); null = no score")
+    tiers: tuple[Cut, ...] = Field(
+        (Cut(name="professional", min=6.5), Cut(name="good", min=5.5), Cut(name="average", min=4.5)),
+        description="aesthetic_tier: the first tier whose min the score reaches, highest first")
+    below: str = Field("poor", description="aesthetic_tier of a score under every cut")
+
+
+class ConceptsConfig(Frozen):
+    enabled: bool = Field(True, description="needs a model with a text tower; skipped (and said) for descriptor-v1")
+    vocabularies: tuple[str, ...] = Field(("default",), description="shipped names or .yaml paths")
+    top_k: int = Field(5, ge=1)
+    min_score: float = Field(0.0, ge=0, le=1)
+    scale: float = Field(100.0, gt=0, description="softmax scale over cosines (CLIP's logit scale)")
+
+
+class DedupConfig(Frozen):
+    exact: bool = True
+    near: bool = True
+    semantic: bool = True
+    max_hamming: int = Field(10, ge=0, le=32, description="near: pHash bits that may differ")
+    semantic_threshold: float = Field(0.95, gt=0, le=1, description="semantic: cosine above which rows are duplicates")
+    keep_order: str = Field("aesthetic DESC NULLS LAST, q_sharpness DESC NULLS LAST, width * height DESC",
+                            description="Spark SQL ORDER BY: which member of a duplicate group is kept")
+
+
+class ClusterConfig(Frozen):
+    levels: tuple[int, ...] = Field((64, 16, 4), description="clusters per level, fine to coarse")
+    min_rows_per_cluster: int = Field(8, ge=1, description="levels are scaled down so clusters get about this many")
+    sample_size: int = Field(100_000, ge=1, description="rows the k-means is fitted on")
+    seed: int = 0
+
+
+class Tier(Frozen):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    when: str = Field(min_length=1, description="Spark SQL over the stage-2 columns; null counts as false")
+
+
+class Stage2Config(Frozen):
+    embed: EmbedConfig = EmbedConfig()
+    aesthetic: AestheticConfig = AestheticConfig()
+    concepts: ConceptsConfig = ConceptsConfig()
+    dedup: DedupConfig = DedupConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    tiers: tuple[Tier, ...] = Field((), description="first match wins, in order; rows matching none get default_tier")
+    default_tier: str = "C"
+    rules: tuple[Rule, ...] = ()
+
+
 class DownsampleConfig(Frozen):
     """Balanced downsampling over (groups, then the cluster tree): share of a node ~ size**temperature."""
 
@@ -183,7 +247,6 @@ class CaptionerConfig(Frozen):
     batch_size: int = Field(8, ge=1, description="transformers: images per generate() call")
     device: str = Field("auto", description="transformers: auto (cuda when there is one), cpu, cuda, cuda:1")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    gpus_per_task: float | None = Field(None, gt=0, description="Spark task GPU amount (cluster GPU scheduling)")
 
     @model_validator(mode="after")
     def _complete(self):
@@ -202,6 +265,12 @@ class Stage3Config(Frozen):
     length_bounds: dict[str, dict[Literal["zh", "en"], tuple[int, int]]] = Field(
         default_factory=dict, description="style -> lang -> (min, max) words (en) or characters (zh); overrides")
     rows_per_task: int = Field(256, ge=1, description="samples per Spark task (model time dominates)")
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.captioner.backend == "none" and not self.keep_alt:
+            raise ValueError("stage3 has nothing to write: set stage3.keep_alt=true or configure stage3.captioner")
+        return self
 
 
 class ExportConfig(Frozen):
@@ -224,6 +293,7 @@ class CurateConfig(Frozen):
     spark: SparkConfig = SparkConfig()
     ingest: IngestConfig = IngestConfig()
     stage1: Stage1Config = Stage1Config()
+    stage2: Stage2Config = Stage2Config()
     stage3: Stage3Config = Stage3Config()
     export: ExportConfig = ExportConfig()
     downsample: DownsampleConfig = DownsampleConfig()

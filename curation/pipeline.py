@@ -23,20 +23,28 @@ class Stage:
 
 
 # In funnel order. Later issues append stage1, stage2, downsample, stage3, export.
-STAGES = [Stage("ingest", "raw", None), Stage("stage1", "stage1", "raw")]
+STAGES = [Stage("ingest", "raw", None), Stage("stage1", "stage1", "raw"), Stage("stage2", "stage2", "stage1")]
 STAGE_NAMES = [s.name for s in STAGES]
+# Captioning and export run as commands; `run` chains them only when a captioner is configured, since
+# without one stage 3 has only the alt text (the demo has no VLM weights).
+CAPTION_STAGES = [Stage("stage3", "stage3", "stage1"), Stage("export", "export", "stage3")]
 
 
-def stages_until(until: str | None) -> list[Stage]:
+def stages_until(until: str | None, cfg: CurateConfig | None = None) -> list[Stage]:
+    chain = STAGES + (CAPTION_STAGES if cfg is not None and cfg.stage3.captioner.backend != "none" else [])
+    names = [s.name for s in chain]
     if until is None:
-        return STAGES
-    if until not in STAGE_NAMES:
-        raise ValueError(f"--until {until!r} is not a stage; stages are {', '.join(STAGE_NAMES)}")
-    return STAGES[: STAGE_NAMES.index(until) + 1]
+        return chain
+    if until not in names:
+        raise ValueError(f"--until {until!r} is not a stage of this run; stages are {', '.join(names)}"
+                         + ("" if until not in [s.name for s in CAPTION_STAGES] else
+                            f" ({until} joins the run when stage3.captioner is configured; "
+                            f"or run `sluice curate {until}`)"))
+    return chain[: names.index(until) + 1]
 
 
 def stage(name: str) -> Stage:
-    for st in STAGES:
+    for st in STAGES + CAPTION_STAGES:
         if st.name == name:
             return st
     raise ValueError(f"{name!r} is not a stage; stages are {', '.join(STAGE_NAMES)}")
@@ -63,6 +71,19 @@ def run_stage(spark, stage: Stage, cfg: CurateConfig, input_path: str, run_dir: 
         from curation.jobs import stage1
 
         return stage1.run(spark, runs.stage_dir(run_dir, stage.reads), out, cfg, force=force)
+    if stage.name == "stage2":
+        from curation.jobs import stage2
+
+        return stage2.run(spark, runs.stage_dir(run_dir, stage.reads), runs.stage_dir(run_dir, "raw"), out, cfg,
+                          force=force)
+    if stage.name == "stage3":
+        from curation.jobs import stage3
+
+        return stage3.run(spark, run_dir, out, cfg, force=force)
+    if stage.name == "export":
+        from curation.jobs import export
+
+        return export.run(spark, run_dir, export.export_dir(run_dir, cfg.export), cfg, force=force)
     raise NotImplementedError(stage.name)
 
 

@@ -1,0 +1,1 @@
+"""Captioners: VLM backends (transformers in-process, OpenAI-compatible HTTP) and the prompts they use."""

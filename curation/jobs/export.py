@@ -1,0 +1,189 @@
+"""Export: the captioned pool as webdataset tar shards per aspect bucket, a Parquet index and a manifest.
+
+The format is described in docs/export-format.md and `curation/io/shard_writer.py`. Shard membership is
+decided in Spark before anything is written (bucket by ladder, then position by key inside the bucket),
+so shard names and members do not depend on partitioning, and each shard is written by one task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from curation.config import CurateConfig, ExportConfig
+from curation.io.aspect_buckets import Ladders
+from curation.io.shard_writer import INDEX_COLUMNS, ShardWriter, jsonable
+from tools import runs
+
+log = logging.getLogger(__name__)
+
+# Columns of a funnel table that are not signals.
+_NOT_SIGNALS = {"id", "source", "key", "uri", "width", "height", "format", "alt_text", "alt_lang", "drop_stage",
+                "drop_reason", "drop_reasons", "error", "error_kind", "warnings", "tags", "cluster_path",
+                "ocr_boxes", "image"}
+
+
+def export_dir(run_dir: Path, cfg: ExportConfig) -> Path:
+    return runs.local_path(cfg.dir) if cfg.dir else runs.stage_dir(run_dir, "export")
+
+
+class SampleMeta:
+    """Scorer-shaped step: the aspect bucket and the sample JSON (without pixels) of each row."""
+
+    name = "export_meta"
+    requires = ("id", "width", "height", "captions")
+    needs_image = False
+    columns = {"aspect_bucket": pa.string(), "aspect_buckets": pa.string(), "meta": pa.string()}
+
+    def __init__(self, cfg: ExportConfig, signals: tuple[str, ...]):
+        self.resolutions, self.ratios, self.divisible = cfg.resolutions, cfg.aspect_ratios, cfg.divisible
+        self.signals = signals
+
+    def __repr__(self) -> str:
+        return f"SampleMeta({self.resolutions}, {self.ratios}, {self.divisible}, {self.signals})"
+
+    def load(self) -> None:
+        self._ladders = Ladders(self.resolutions, self.ratios, self.divisible)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        out = []
+        for rec in batch.to_dict("records"):
+            primary, per = self._ladders.assign(int(rec["width"]), int(rec["height"]))
+            out.append({"aspect_bucket": primary, "aspect_buckets": json.dumps(per),
+                        "meta": json.dumps(sample_json(rec, primary, per, self.signals), ensure_ascii=False)})
+        return pd.DataFrame(out, index=batch.index, columns=list(self.columns))
+
+
+def sample_json(rec: dict, primary: str, per: dict, signals: tuple[str, ...]) -> dict:
+    captions, meta = {}, {}
+    for c in rec["captions"] if rec["captions"] is not None else []:
+        captions.setdefault(c["style"], {})[c["lang"]] = c["text"]
+        meta.setdefault(c["style"], {})[c["lang"]] = {"model": c["model"], "prompt_version": c["prompt_version"]}
+    styles = sorted(f"{s}_{lang}" for s, langs in captions.items() for lang in langs)
+    return {
+        "id": rec["id"], "key": rec["id"], "source": rec.get("source"), "uri": rec.get("uri"),
+        "orig_width": int(rec["width"]), "orig_height": int(rec["height"]),
+        "aspect_bucket": primary, "aspect_buckets": per, "captions": captions, "caption_meta": meta,
+        "styles": styles, "signals": {k: jsonable(rec.get(k)) for k in signals},
+        "tags": jsonable(rec.get("tags")) or [], "cluster_path": jsonable(rec.get("cluster_path")) or [],
+    }
+
+
+def signal_columns(df) -> tuple[str, ...]:
+    """Scalar columns of a funnel table that are signals (numbers and short strings, not lists or bytes)."""
+    from pyspark.sql import types as T
+
+    scalar = (T.NumericType, T.StringType, T.BooleanType)
+    return tuple(f.name for f in df.schema.fields
+                 if f.name not in _NOT_SIGNALS and isinstance(f.dataType, scalar))
+
+
+def captioned(spark, run_dir: Path, table: str):
+    """Kept rows of the funnel table with their stage-1 signals and their passing captions (a list)."""
+    from pyspark.sql import functions as F
+
+    from curation.spark import read_table
+
+    caps = read_table(spark, str(runs.stage_dir(run_dir, "stage3")), "captions").where(F.col("text").isNotNull())
+    caps = caps.groupBy("id").agg(F.collect_list(F.struct("style", "lang", "text", "model", "prompt_version"))
+                                  .alias("captions"))
+    df = read_table(spark, str(runs.stage_dir(run_dir, table)), table)
+    df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull())
+    if table != "stage1":  # later tables may not carry every stage-1 signal: take the missing ones
+        s1 = read_table(spark, str(runs.stage_dir(run_dir, "stage1")), "stage1")
+        extra = [c for c in signal_columns(s1) if c not in df.columns]
+        df = df.join(s1.select("id", *extra), "id", "left")
+    return df.join(caps, "id", "left")
+
+
+def _index_schema():
+    from pyspark.sql import types as T
+
+    s = T.StringType()
+    return T.StructType([T.StructField(c, s) for c in ("id", "uri", "shard", "key")] + [
+        T.StructField("width", T.IntegerType()), T.StructField("height", T.IntegerType()),
+        T.StructField("aspect_bucket", s), T.StructField("styles", T.ArrayType(s)),
+        T.StructField("source", s), T.StructField("error", s)])
+
+
+def write_shards(spark, df, out_dir: Path, cfg: ExportConfig):
+    """Assign each sample its shard (by bucket, then key), write the tars, return the index rows."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    pos = F.row_number().over(Window.partitionBy("aspect_bucket").orderBy("id")) - 1
+    df = df.withColumn("shard_no", F.floor(pos / cfg.shard_size).cast("int"))
+    n = max(1, int(df.select("aspect_bucket", "shard_no").distinct().count()))
+    df = df.repartition(n, "aspect_bucket", "shard_no").sortWithinPartitions("aspect_bucket", "shard_no", "id")
+    root, prefix, side, q = str(out_dir), cfg.shard_prefix, cfg.max_side, cfg.jpeg_quality
+    return df.mapInPandas(lambda it: ShardWriter(root, prefix, side, q).write(it), _index_schema())
+
+
+def finish_index(parts: Path, out_dir: Path) -> dict:
+    """index.parquet from the written rows (one file, tagged), and the counts of what was not written."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from schemas.registry import TAG_KEY, get_schema, tag
+
+    t = ds.dataset(str(parts), format="parquet").to_table()
+    ok = t.filter(pc.is_null(t["error"]))
+    errors = t.filter(pc.is_valid(t["error"]))["error"].to_pylist()
+    schema = pa.schema([f.with_metadata({**(f.metadata or {}), TAG_KEY.encode(): json.dumps(tag("shard_index"))})
+                        if f.name == "id" else f for f in get_schema("shard_index")])
+    ok = ok.select(schema.names).cast(schema).sort_by([("shard", "ascending"), ("key", "ascending")])
+    pq.write_table(ok, out_dir / "index.parquet")
+    shutil.rmtree(parts)
+    return {"written": ok, "errors": errors}
+
+
+def manifest_counts(index: pa.Table) -> dict:
+    pdf = index.select(["shard", "aspect_bucket"]).to_pandas()
+    buckets = {b: {"samples": int(len(g)), "shards": int(g["shard"].nunique())}
+               for b, g in pdf.groupby("aspect_bucket")}
+    shards = [{"path": s, "samples": int(len(g)), "bucket": g["aspect_bucket"].iloc[0]}
+              for s, g in pdf.groupby("shard")]
+    return {"samples": len(pdf), "buckets": dict(sorted(buckets.items())), "shards": shards}
+
+
+def run(spark, run_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
+    from pyspark.sql import functions as F
+
+    from curation.spark import apply_scorer, read_table
+
+    if not runs.prepare(out_dir, force):
+        log.info("export %s is done; skipping (use --force to redo it)", out_dir)
+        return runs.read_manifest(out_dir)
+    ex, timer = cfg.export, runs.Timer()
+    s3 = runs.read_manifest(runs.stage_dir(run_dir, "stage3"))
+    table = s3["input"]["table"]
+    df = captioned(spark, run_dir, table)
+    signals = signal_columns(df)
+    rows_in = df.count()
+    if ex.require_caption:
+        df = df.where(F.col("captions").isNotNull())
+    meta = apply_scorer(df, SampleMeta(ex, signals)).select("id", "uri", "source", "aspect_bucket", "meta")
+    raw = read_table(spark, str(runs.stage_dir(run_dir, "raw")), "raw").select("id", "image")
+    parts = out_dir / "_index_parts"
+    with timer("write_shards"):
+        write_shards(spark, meta.join(raw, "id", "inner"), out_dir, ex).write.mode("overwrite").parquet(str(parts))
+    with timer("index"):
+        done = finish_index(parts, out_dir)
+    counts = manifest_counts(done["written"])
+    skipped = {"no_caption": rows_in - counts["samples"] - len(done["errors"]), "error": len(done["errors"])}
+    manifest = {
+        "job": "export", "table": "shard_index", **counts, "skipped": skipped,
+        "input": {"table": table, "captions": str(runs.stage_dir(run_dir, "stage3")), "records": rows_in},
+        "output": {"path": str(out_dir), "rows": counts["samples"], "usable": counts["samples"],
+                   "errors": {"reencode_failed": len(done["errors"])} if done["errors"] else {}},
+        "error_examples": done["errors"][:20],
+        "ladder": Ladders(ex.resolutions, ex.aspect_ratios, ex.divisible).describe(),
+        "config": cfg.model_dump(mode="json"), "timings_s": timer.timings,
+    }
+    return runs.write_manifest(out_dir, manifest)

@@ -1,0 +1,187 @@
+"""Stage 3: captions for every kept row of the latest funnel table, in each style and language.
+
+Reads the kept rows (no drop_reason, no error) of pool, stage2 or stage1, joins raw for pixels and
+stage1 for OCR, runs the configured captioner and the caption checks, and writes the `captions` table:
+one row per (sample, style, lang), with the text, or the check that dropped it, or the error. Every
+input row has at least one row out. With no captioner configured only the cleaned alt text is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from curation.config import CurateConfig, Stage3Config
+from curation.steps.caption_checks import Bounds, DEFAULT_BOUNDS, apply_checks
+from schemas.registry import get_schema
+from tools import runs
+
+log = logging.getLogger(__name__)
+
+TABLE = "stage3"  # the folder; the table inside is a `captions` table
+FUNNEL = ("pool", "stage2", "stage1")  # latest first
+NO_CAPTIONER = ("no captioner configured (stage3.captioner.backend=none): only the cleaned alt text is kept, "
+                "as style alt; configure a transformers or served captioner for the other styles")
+
+
+def input_table(run_dir: Path, choice: str) -> str:
+    """The funnel table to caption: the one named, or the latest finished one."""
+    names = FUNNEL if choice == "auto" else (choice,)
+    for name in names:
+        if runs.is_done(runs.stage_dir(run_dir, name)):
+            return name
+    raise FileNotFoundError(f"no finished {' or '.join(names)} table in {run_dir}; run `sluice curate stage1` "
+                            f"(or the later stages) first")
+
+
+def build_captioner(cfg: Stage3Config):
+    c = cfg.captioner
+    common = dict(styles=c.styles, langs=c.langs, image_max_side=c.image_max_side,
+                  prompt_versions=c.prompt_versions)
+    if c.backend == "served":
+        from curation.captioners.served_openai import ServedCaptioner
+
+        return ServedCaptioner(c.url, c.model, concurrency=c.concurrency, timeout_s=c.timeout_s,
+                               retries=c.retries, backoff_s=c.backoff_s, max_tokens=c.max_tokens,
+                               temperature=c.temperature, api_key_env=c.api_key_env, **common)
+    if c.backend == "transformers":
+        from curation.captioners.transformers_vlm import TransformersCaptioner
+
+        return TransformersCaptioner(c.model, batch_size=c.batch_size, max_new_tokens=c.max_tokens,
+                                     device=c.device, dtype=c.dtype, **common)
+    return None
+
+
+def bounds(cfg: Stage3Config) -> dict[str, dict[str, Bounds]]:
+    out = {s: dict(v) for s, v in DEFAULT_BOUNDS.items()}
+    for style, langs in cfg.length_bounds.items():
+        if style not in out:
+            raise ValueError(f"stage3.length_bounds: unknown style {style!r}; styles are {sorted(out)}")
+        for lang, (lo, hi) in langs.items():
+            out[style][lang] = Bounds(lo, hi)
+    return out
+
+
+def alt_rows(batch: pd.DataFrame) -> list[dict]:
+    """Style alt: the record's own caption (cleaned at ingest), under the language it was detected in."""
+    from curation.captioners.base import caption_row
+
+    rows = []
+    for rec in batch.to_dict("records"):
+        text, lang = rec.get("alt_text"), rec.get("alt_lang")
+        ok = isinstance(text, str) and text.strip()
+        reason = None if ok and lang in ("zh", "en") else ("no_alt_text" if not ok else "unsupported_language")
+        rows.append(caption_row(rec["id"], rec.get("uri"), "alt", lang if lang in ("zh", "en") else "und",
+                                text=text if reason is None else None, model="alt_text", drop_reason=reason))
+    return rows
+
+
+class CaptionStep:
+    """One Python step: alt rows, the captioner's rows, then the checks; loaded once per worker."""
+
+    name = "stage3_captions"
+
+    def __init__(self, captioner, keep_alt: bool, bounds: dict):
+        self.captioner, self.keep_alt, self.bounds = captioner, keep_alt, bounds
+
+    def __repr__(self) -> str:
+        return f"CaptionStep({self.captioner!r}, keep_alt={self.keep_alt}, bounds={self.bounds!r})"
+
+    def load(self) -> None:
+        if self.captioner is not None:
+            self.captioner.load()
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        from curation.captioners.base import rows_frame
+
+        rows = alt_rows(batch) if self.keep_alt else []
+        frames = [rows_frame(rows)]
+        if self.captioner is not None:
+            frames.append(self.captioner(batch))
+        out = pd.concat(frames, ignore_index=True)
+        ocr = dict(zip(batch["id"], batch["ocr_text"])) if "ocr_text" in batch.columns else {}
+        return apply_checks(out, ocr, self.bounds)
+
+
+def kept_rows(spark, run_dir: Path, table: str, with_pixels: bool):
+    """Kept rows of `table` with id, uri, alt text, OCR text, and the image bytes when a model needs them."""
+    from pyspark.sql import functions as F
+
+    from curation.spark import read_table
+
+    df = read_table(spark, str(runs.stage_dir(run_dir, table)), table)
+    df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull())
+    cols = ["id", "uri", "alt_text", "alt_lang"] + (["ocr_text"] if "ocr_text" in df.columns else [])
+    df = df.select(*cols)
+    if "ocr_text" not in cols:
+        s1 = read_table(spark, str(runs.stage_dir(run_dir, "stage1")), "stage1").select("id", "ocr_text")
+        df = df.join(s1, "id", "left")
+    if with_pixels:
+        raw = read_table(spark, str(runs.stage_dir(run_dir, "raw")), "raw").select("id", "image")
+        df = df.join(raw, "id", "inner")
+    return df
+
+
+def caption_counts(out_dir: Path) -> dict:
+    """Rows, samples, and per style_lang how many were kept, dropped (by reason) and errors."""
+    from tools.tables import open_table
+
+    t = open_table(out_dir).to_table(columns=["id", "style", "lang", "text", "drop_reason", "error"])
+    pdf = t.to_pandas()
+    status = pdf["drop_reason"].where(pdf["drop_reason"].notna(), None)
+    status = status.where(pdf["error"].isna(), "error").fillna("kept")
+    per: dict[str, dict[str, int]] = {}
+    for (style, lang, st), n in pdf.assign(status=status).groupby(["style", "lang", "status"]).size().items():
+        per.setdefault(f"{style}_{lang}", {})[st] = int(n)
+    errors = pdf.loc[pdf["error"].notna(), "error"].str.slice(0, 80).value_counts().head(10)
+    n_err = int((status == "error").sum())
+    return {"rows": len(pdf), "samples": int(pdf["id"].nunique()), "errors": {"caption_error": n_err} if n_err else {},
+            "samples_with_caption": int(pdf.loc[status == "kept", "id"].nunique()),
+            "by_style": dict(sorted(per.items())), "top_errors": {k: int(v) for k, v in errors.items()}}
+
+
+def _spread(df, rows: int, rows_per_task: int):
+    return df.repartition(max(1, -(-rows // rows_per_task)))
+
+
+def run(spark, run_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
+    from curation.spark import _loaded, flat_map, write_table
+
+    if not runs.prepare(out_dir, force):
+        log.info("stage-3 table %s is done; skipping (use --force to redo it)", out_dir)
+        return runs.read_manifest(out_dir)
+    s3 = cfg.stage3
+    table = input_table(run_dir, s3.input)
+    captioner = build_captioner(s3)
+    if captioner is None:
+        log.warning(NO_CAPTIONER)
+    step = CaptionStep(captioner, s3.keep_alt, bounds(s3))
+    timer = runs.Timer()
+    df = kept_rows(spark, run_dir, table, with_pixels=captioner is not None)
+    with timer("count_input"):
+        rows_in = df.count()
+    df = _spread(df, rows_in, s3.rows_per_task)
+
+    def caption(pdf: pd.DataFrame) -> Iterator[pd.DataFrame]:
+        yield _loaded(step)(pdf)  # the worker's loaded copy: weights load once per Python worker
+
+    captions = flat_map(df, caption, get_schema("captions"))
+    with timer("caption_check_write"):
+        write_table(captions, str(out_dir), "captions")
+    with timer("count"):
+        counts = caption_counts(out_dir)
+    if counts["samples"] != rows_in:
+        raise RuntimeError(f"stage 3 lost samples: {rows_in} kept rows in, {counts['samples']} with caption rows out")
+    manifest = {
+        "job": "stage3", "table": "captions",
+        "input": {"table": table, "path": str(runs.stage_dir(run_dir, table)), "records": rows_in},
+        "output": {"path": str(out_dir), "usable": counts["samples_with_caption"], **counts},
+        "captioner": repr(captioner) if captioner is not None else None,
+        "note": NO_CAPTIONER if captioner is None else None,
+        "config": cfg.model_dump(mode="json"),
+        "timings_s": timer.timings,
+    }
+    return runs.write_manifest(out_dir, manifest)
