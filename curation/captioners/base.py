@@ -136,7 +136,8 @@ class CaptionerBase:
             try:
                 images[rec["id"]] = image_for_model(rec["image"], self.image_max_side)
             except Exception as e:  # an image the model cannot see: every caption of it is an error row
-                rows += [self._row(r, error=f"image could not be decoded: {type(e).__name__}: {e}") for r in mine]
+                why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "(image bytes)", str(e))
+                rows += [self._row(r, error=f"image could not be decoded: {type(e).__name__}: {why}") for r in mine]
                 continue
             reqs += mine
         results = self._run(images, reqs) if reqs else []
