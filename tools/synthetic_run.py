@@ -39,19 +39,20 @@ def _image(rng: random.Random, size: tuple[int, int], text: str | None) -> bytes
     return buf.getvalue()
 
 
-def _write(table_dir: Path, name: str, rows: list[dict], schema_name: str) -> None:
-    from schemas.spark import table_struct
+def write_tagged(table_dir: Path, rows: list[dict], table: str, schema: pa.Schema | None = None) -> None:
+    """A finished Sluice table folder (tagged `table`, manifest, _SUCCESS) from rows, written by pyarrow."""
+    from schemas.spark import to_spark
 
-    schema = get_schema(schema_name)
-    fields = [f.with_metadata({**(f.metadata or {}), TAG_KEY.encode(): json.dumps(tag(schema_name)).encode()})
+    schema = schema if schema is not None else get_schema(table)
+    fields = [f.with_metadata({**(f.metadata or {}), TAG_KEY.encode(): json.dumps(tag(table)).encode()})
               if f.name == "id" else f for f in schema]
     # Spark reads column metadata (the schema tag) only from its own footer key, so write that too.
-    schema = pa.schema(fields, metadata={_SPARK_ROW_METADATA: table_struct(schema_name).json()})
+    tagged = pa.schema(fields, metadata={_SPARK_ROW_METADATA: to_spark(schema, table=table).json()})
     table_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema),
+    pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in tagged.names} for r in rows], tagged),
                    table_dir / "part-00000.parquet")
-    runs.write_manifest(table_dir, {"job": name, "table": schema_name, "output": {"path": str(table_dir),
-                                                                                  "rows": len(rows)}})
+    runs.write_manifest(table_dir, {"job": table, "table": table, "output": {"path": str(table_dir),
+                                                                              "rows": len(rows)}})
 
 
 def make_run(run_dir: str | Path, n: int = 24, seed: int = 0) -> dict:
@@ -76,6 +77,7 @@ def make_run(run_dir: str | Path, n: int = 24, seed: int = 0) -> dict:
                    "drop_reason": "blurry" if kind == "dropped" else None,
                    "drop_reasons": ["blurry"] if kind == "dropped" else None,
                    "error": raw[-1]["error"], "error_kind": raw[-1]["error_kind"]})
-    _write(run_dir / "raw", "ingest", raw, "raw")
-    _write(run_dir / "stage1", "stage1", s1, "stage1")
+    write_tagged(run_dir / "raw", raw, "raw")
+    write_tagged(run_dir / "stage1", s1, "stage1")
+    kinds["stage1_rows"] = s1
     return kinds

@@ -1,0 +1,136 @@
+"""Stage 3 on real local Spark: every kept input row comes out with its captions or its errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from curation.config import CurateConfig
+from schemas.captions import CAPTION_LANGS
+from tools import runs
+from tools.tables import open_table
+
+pytestmark = pytest.mark.spark
+
+STYLES = ("short", "long", "text_in_image", "aesthetic", "imagination")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from tools.synthetic_run import make_run
+
+    base = tmp_path_factory.mktemp("s3run")
+    kinds = make_run(base / "template", n=21)
+    return base, kinds
+
+
+def _fresh(synthetic, name):
+    base, kinds = synthetic
+    run = base / name
+    shutil.copytree(base / "template", run)
+    return run, kinds
+
+
+def _captions(run):
+    return open_table(run / "stage3", "captions").to_table().to_pandas()
+
+
+def test_without_a_captioner_only_alt_text_is_kept_and_said(spark, synthetic):
+    from curation.jobs import stage3
+
+    run, kinds = _fresh(synthetic, "alt_only")
+    m = stage3.run(spark, run, run / "stage3", CurateConfig())
+    df = _captions(run)
+    kept_in = set(kinds["kept"]) | set(kinds["broken"])
+    assert set(df["id"]) == kept_in and len(df) == len(kept_in)  # one alt row per kept sample
+    assert set(df["style"]) == {"alt"} and df["model"].eq("alt_text").all()
+    assert not set(df["id"]) & (set(kinds["dropped"]) | set(kinds["error"]))
+    assert set(df["drop_reason"].dropna()) <= {"no_alt_text", "unsupported_language"}
+    kept = df[df["drop_reason"].isna()]
+    assert set(kept["lang"]) == {"zh", "en"} and kept["text"].notna().all()
+    assert "only the cleaned alt text" in m["note"] and m["input"]["table"] == "stage1"
+    assert m["output"]["samples"] == len(kept_in)
+    # Done tables are skipped unless forced.
+    assert stage3.run(spark, run, run / "stage3", CurateConfig())["written_at"] == m["written_at"]
+
+
+def test_served_captioner_every_row_has_captions_or_errors(spark, synthetic):
+    from curation.jobs import stage3
+    from tools.fake_openai_server import FakeOpenAIServer
+
+    run, kinds = _fresh(synthetic, "served")
+    with FakeOpenAIServer(latency_s=0.01, fail_rate=0.1, flaky_rate=0.2, malformed_rate=0.1,
+                          boilerplate=True) as srv:
+        cfg = CurateConfig.model_validate({"stage3": {"rows_per_task": 8, "captioner": {
+            "backend": "served", "url": srv.url, "model": "fake-vlm", "concurrency": 4, "retries": 2,
+            "backoff_s": 0.01, "timeout_s": 5}}})
+        m = stage3.run(spark, run, run / "stage3", cfg)
+    df = _captions(run)
+    kept_in = set(kinds["kept"]) | set(kinds["broken"])
+    assert set(df["id"]) == kept_in
+    model_rows = df[df["style"] != "alt"]
+    # Each kept sample: one row per (style, lang), text or drop reason or error, never missing.
+    assert len(model_rows) == len(kept_in) * len(STYLES) * len(CAPTION_LANGS)
+    assert not model_rows.duplicated(["id", "style", "lang"]).any()
+    outcome = model_rows["text"].notna().astype(int) + model_rows["drop_reason"].notna() + model_rows["error"].notna()
+    assert outcome.eq(1).all()
+    assert model_rows["error"].dropna().str.contains("HTTP 503|malformed response").any()
+    broken = model_rows[model_rows["id"].isin(kinds["broken"])]
+    assert broken["error"].dropna().str.contains("could not be decoded").all()
+    good = model_rows[model_rows["text"].notna()]
+    assert len(good) > len(kept_in) * 4 and not good["text"].str.startswith(("The image", "这张图片")).any()
+    assert (good["model"] == "fake-vlm").all() and good["prompt_version"].str.match(r"^[a-z_]+\.(zh|en)\.v1$").all()
+    tii = good[good["style"] == "text_in_image"]
+    assert len(tii) and tii["text"].str.contains('"|“').all()
+    assert m["output"]["errors"]["caption_error"] == int(model_rows["error"].notna().sum())
+    assert m["output"]["by_style"]["short_en"].get("kept", 0) > 0
+
+
+def test_reads_the_latest_funnel_table(spark, synthetic):
+    """With a stage2 table present, its kept rows are the input, not stage1's."""
+    from curation.jobs import stage3
+    from schemas.stage1 import STAGE1
+    from tools.synthetic_run import write_tagged
+
+    run, kinds = _fresh(synthetic, "stage2_input")
+    rows = [dict(r) for r in kinds["stage1_rows"]]
+    dropped_now = kinds["kept"][0]
+    for r in rows:
+        if r["id"] == dropped_now:
+            r.update(drop_stage="stage2", drop_reason="near_duplicate", drop_reasons=["near_duplicate"])
+        r.pop("ocr_text")  # a later table may not carry OCR: stage 3 joins stage1 for it
+    write_tagged(run / "stage2", rows, "stage2", schema=STAGE1)
+    m = stage3.run(spark, run, run / "stage3", CurateConfig())
+    assert m["input"]["table"] == "stage2"
+    assert dropped_now not in set(_captions(run)["id"])
+    assert m["input"]["records"] == len(kinds["kept"]) + len(kinds["broken"]) - 1
+
+
+def test_pipeline_chains_caption_stages_only_with_a_captioner():
+    from curation import pipeline
+
+    plain = [s.name for s in pipeline.stages_until(None, CurateConfig())]
+    assert "stage3" not in plain and "export" not in plain
+    cfg = CurateConfig.model_validate({"stage3": {"captioner": {"backend": "transformers", "model": "x"}}})
+    assert [s.name for s in pipeline.stages_until(None, cfg)][-2:] == ["stage3", "export"]
+    assert pipeline.stage("export").reads == "stage3"
+    with pytest.raises(ValueError, match="when stage3.captioner is configured"):
+        pipeline.stages_until("stage3", CurateConfig())
+
+
+def test_config_errors_say_what_to_set():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="needs stage3.captioner.url"):
+        CurateConfig.model_validate({"stage3": {"captioner": {"backend": "served", "model": "m"}}})
+    with pytest.raises(ValidationError, match="keep_alt"):
+        CurateConfig.model_validate({"stage3": {"keep_alt": False}})
+
+
+def test_missing_input_is_named(spark, tmp_path):
+    from curation.jobs import stage3
+
+    with pytest.raises(FileNotFoundError, match="sluice curate stage1"):
+        stage3.run(spark, tmp_path, tmp_path / "stage3", CurateConfig())
+    assert not runs.is_done(tmp_path / "stage3")
