@@ -1,0 +1,102 @@
+"""Mix: kept rows of one or more curated tables -> `mix` (the training pool, by quota) and `mix_audit`.
+
+Each pool of `mix.pools` is a table (a folder under the run, or a path) and a filter; the audit table
+says per pool the quota, the target, what was available, what was achieved and how many repeats it took.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from curation.config import CurateConfig
+from curation.jobs.downsample import read_input
+from curation.steps.mix import check_where, default_size, draw, kept_rows, targets
+from tools import runs
+from tools.counts import table_counts
+
+log = logging.getLogger(__name__)
+
+TABLE, AUDIT = "mix", "mix_audit"
+
+
+def table_path(run_dir: Path, table: str) -> Path:
+    """A pool's table: a folder of the run when it names one, else a path."""
+    inside = runs.stage_dir(run_dir, table)
+    return inside if "/" not in table and inside.exists() else runs.local_path(table)
+
+
+def _pools(spark, run_dir: Path, cfg):
+    """(pool config, its kept rows, their count) per pool, every filter checked before any count."""
+    frames = []
+    for p in cfg.pools:
+        path = table_path(run_dir, p.table)
+        if not runs.is_done(path):
+            raise FileNotFoundError(f"mix pool {p.name!r} reads {path}, which is not a finished table; "
+                                    f"run `sluice curate downsample` first or fix mix.pools[].table")
+        df = read_input(spark, str(path))
+        check_where(spark, df.schema, p.name, p.where)
+        frames.append((p, path, kept_rows(df, p.where)))
+    return [(p, path, df, df.count()) for p, path, df in frames]
+
+
+def _to_mix(df):
+    from pyspark.sql import functions as F
+
+    from schemas.registry import get_schema
+    from schemas.spark import to_spark_type
+
+    for f in get_schema(TABLE):
+        if f.name not in df.columns:
+            df = df.withColumn(f.name, F.lit(None).cast(to_spark_type(f.type)))
+    return df.select(*get_schema(TABLE).names)
+
+
+def run(spark, run_dir: str | Path, cfg: CurateConfig, force: bool = False) -> dict:
+    from curation.spark import write_table
+
+    run_dir = runs.local_path(run_dir)
+    out_dir, audit_dir = runs.stage_dir(run_dir, TABLE), runs.stage_dir(run_dir, AUDIT)
+    if runs.is_done(out_dir) and runs.is_done(audit_dir) and not force:
+        log.info("mix %s is done; skipping (use --force to redo it)", out_dir)
+        return runs.read_manifest(out_dir)
+    runs.prepare(out_dir, force=True)
+    runs.prepare(audit_dir, force=True)
+    mcfg = cfg.mix
+    if not mcfg.pools:
+        raise ValueError("mix.pools is empty; give at least one {name, quota, table, where} in the config")
+    pools = _pools(spark, run_dir, mcfg)
+    quotas = [p.quota for p, *_ in pools]
+    available = [n for *_, n in pools]
+    empty = [p.name for p, *_, n in pools if n == 0]
+    if empty:
+        raise ValueError(f"mix pools {empty} hold no rows; check their where filters and tables")
+    size = mcfg.size or default_size(quotas, available)
+    parts, audit = [], []
+    for (p, path, df, n), target in zip(pools, targets(quotas, size)):
+        rows, a = draw(df, p.name, target, n, mcfg.max_copies, mcfg.seed)
+        parts.append(_to_mix(rows))
+        audit.append({"id": p.name, "table": str(path), "where": p.where, "quota": p.quota, **a})
+    total = sum(a["achieved_rows"] for a in audit)
+    for a in audit:
+        a["achieved_share"] = a["achieved_rows"] / total if total else 0.0
+    mixed = parts[0]
+    for part in parts[1:]:
+        mixed = mixed.unionByName(part)
+    write_table(mixed, str(out_dir), TABLE)
+    counts = table_counts(str(out_dir))
+    if counts["rows"] != total:
+        raise RuntimeError(f"mix wrote {counts['rows']} rows, the audit says {total} (a bug)")
+    write_table(spark.createDataFrame(audit, _audit_struct()), str(audit_dir), AUDIT)
+    manifest = {"job": "mix", "table": TABLE, "input": {"pools": [str(path) for _, path, *_ in pools]},
+                "output": {"path": str(out_dir), **counts}, "mix": {"size": size, "audit": audit},
+                "config": cfg.model_dump(mode="json")}
+    runs.write_manifest(audit_dir, {**manifest, "table": AUDIT, "output": {"path": str(audit_dir),
+                                                                           "rows": len(audit)}})
+    return runs.write_manifest(out_dir, manifest)
+
+
+def _audit_struct():
+    from schemas.spark import table_struct
+
+    return table_struct(AUDIT)
