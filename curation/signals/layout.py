@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from curation.signals.analysis import Decoded
-from curation.signals.quality import analysis_luma, analysis_rgb
+from curation.signals.quality import ANALYSIS_SIDE, analysis_luma, analysis_rgb
 from schemas.stage1 import STRUCTURE
 
 _OWN = ("s_border_frac", "s_collage")
@@ -203,6 +203,7 @@ class LayoutSignal:
 
     name: ClassVar[str] = "layout"
     columns: ClassVar[dict[str, pa.DataType]] = {f.name: f.type for f in STRUCTURE if f.name in _OWN}
+    decode_long_side: ClassVar[int] = ANALYSIS_SIDE
 
     def load(self) -> None:
         from tools.deps import require

@@ -1,7 +1,7 @@
 """General quality of an image: sharpness, motion blur, exposure, contrast, colour, information, JPEG quality.
 
 Every pixel statistic is measured on the image resampled so that its LONG side is `ANALYSIS_SIDE` (512):
-the shared decode always has at least that (its long side is up to 1024), whatever the aspect ratio, so a
+the shared decode always has at least that (512 without OCR, 1024 with it), whatever the aspect ratio, so a
 4000 px photo and its 1000 px copy give the same numbers. (A short side of 512 would need a 1536 px decode
 for a 3:1 panorama, which the shared decode does not make.) Images smaller than that are upscaled: a
 300 px image does look soft at the size a model trains on, and a size rule, not the blur rule, should
@@ -206,6 +206,7 @@ class QualitySignal:
 
     name: ClassVar[str] = "quality"
     columns: ClassVar[dict[str, pa.DataType]] = {f.name: f.type for f in QUALITY}
+    decode_long_side: ClassVar[int] = ANALYSIS_SIDE
 
     def load(self) -> None:
         from tools.deps import require

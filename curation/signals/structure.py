@@ -147,6 +147,11 @@ class StructureSignal:
         "s_detector": pa.string(),
     }
 
+    @property
+    def decode_long_side(self) -> int:
+        """Twice the detector input (256 -> 512): the squash to the input then averages 2x2 pixels or more."""
+        return 2 * (self.input_size or 256)
+
     def load(self) -> None:
         if getattr(self, "_detector", None) is None:
             detector = load_detector(self.model, self.threads, self.input_size)

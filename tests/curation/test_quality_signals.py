@@ -265,3 +265,26 @@ def test_a_straight_horizon_is_not_a_collage(photos):
         image = Image.fromarray(np.clip(scene, 0, 255).astype(np.uint8))
         out = LayoutSignal().score_image(decode_for_analysis(jpeg(image)))
         assert out["s_collage"] < 0.5, name
+
+
+def test_decode_size_follows_the_signals_that_need_it(photos):
+    """Without OCR stage 1 decodes at 512 (cheaper); the quality numbers stay those of a 1024 decode."""
+    from curation.signals.analysis import ANALYSIS_LONG_SIDE, needed_long_side
+    from curation.signals.ocr import OcrSignal
+    from curation.signals.structure import StructureSignal
+
+    cheap = (QualitySignal(), LayoutSignal(), StructureSignal())
+    assert needed_long_side(cheap) == 512
+    assert needed_long_side((*cheap, OcrSignal())) == ANALYSIS_LONG_SIDE
+    assert needed_long_side(()) == ANALYSIS_LONG_SIDE
+
+    q = QualitySignal()
+    q.load()
+    for name, photo in photos[:6]:
+        data = jpeg(photo.resize((1024, 768)))
+        at_512 = q.score_image(decode_for_analysis(data, 512))
+        at_1024 = q.score_image(decode_for_analysis(data, 1024))
+        assert decode_for_analysis(data, 512).image.size == (512, 384)
+        for col in ("q_sharpness", "q_brightness", "q_contrast"):
+            a, b = at_512[col], at_1024[col]
+            assert abs(a - b) <= 0.15 * max(abs(b), 1.0), (name, col, a, b)
