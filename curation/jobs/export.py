@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from curation.config import CurateConfig, ExportConfig
 from curation.io.aspect_buckets import Ladders
-from curation.io.shard_writer import INDEX_COLUMNS, ShardWriter, jsonable
+from curation.io.shard_writer import ShardWriter, jsonable
 from tools import runs
 
 log = logging.getLogger(__name__)
