@@ -46,6 +46,11 @@ def make_pool(folder: Path, n: int = 240, seed: int = 0, n_errors: int = 4) -> d
 
 
 @pytest.fixture(scope="session")
+def pool_maker():
+    return make_pool
+
+
+@pytest.fixture(scope="session")
 def ls_env():
     """Admin user and a fresh random token, in the environment only (as users are told to do)."""
     saved = {k: os.environ.get(k) for k in ("LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD",
