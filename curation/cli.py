@@ -246,3 +246,68 @@ def train_aesthetic_cmd(
         _fail(err, e)
     err.print(f"aesthetic head -> {path}; validation {metrics}", markup=False, highlight=False)
     print(f"--set stage2.aesthetic.head={path}")
+
+
+def _spark_job(config, overrides, master, spark_conf, verbose, work) -> None:
+    """Load the config, start Spark, run `work(spark, cfg)` and print the line it returns; errors exit 2."""
+    from rich.console import Console
+
+    from tools import log as logsetup
+    from tools.config import ConfigError
+
+    logsetup.setup(verbose)
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        cfg = _config(config, overrides, master, spark_conf)
+    except (ConfigError, ValueError) as e:
+        _fail(err, e)
+    from curation.spark import session
+
+    spark = session(cfg.spark.master, cfg.spark.driver_memory, cfg.spark.conf)
+    try:
+        err.print(work(spark, cfg), markup=False, highlight=False)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(err, e)
+    finally:
+        spark.stop()
+
+
+@app.command("downsample")
+def downsample_cmd(output: OutputOpt,
+                   input_table: Annotated[Optional[Path], typer.Option(
+                       "--input-table", help="stage-2 table or a pool to downsample; default <run>/stage2")] = None,
+                   size: Annotated[Optional[int], typer.Option(help="rows to keep (= --set downsample.size=N)")] = None,
+                   config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False, master: MasterOpt = None,
+                   spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False) -> None:
+    """Balanced downsampling over sources and the cluster tree into <run>/pool; statistics in pool/_distribution.json."""
+    overrides = [*(set or []), *([f"downsample.size={size}"] if size is not None else [])]
+
+    def work(spark, cfg):
+        from curation.jobs import downsample
+        from tools import runs
+
+        src = input_table or runs.stage_dir(output, "stage2")
+        out = downsample.run(spark, src, runs.stage_dir(output, "pool"), cfg, force=force)["output"]
+        return (f"downsample -> {out['path']}: {out['rows']} rows, kept {out.get('kept')}, "
+                f"dropped {out.get('dropped')}, errors {out.get('errors') or 'none'}")
+
+    _spark_job(config, overrides, master, spark_conf, verbose, work)
+
+
+@app.command("mix")
+def mix_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False,
+            master: MasterOpt = None, spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False) -> None:
+    """Mix curated pools by quota (mix.pools) into <run>/mix, with the audit in <run>/mix_audit."""
+
+    def work(spark, cfg):
+        from curation.jobs import mix
+
+        m = mix.run(spark, output, cfg, force=force)
+        lines = [f"mix -> {m['output']['path']}: {m['output']['rows']} rows"]
+        for a in m["mix"]["audit"]:
+            lines.append(f"  {a['id']}: quota {a['quota']:.1%} achieved {a['achieved_share']:.1%} "
+                         f"({a['achieved_rows']} of {a['target_rows']}, {a['repeated_rows']} repeats"
+                         f"{', SHORT: repeat cap reached' if a['short'] else ''})")
+        return "\n".join(lines)
+
+    _spark_job(config, set, master, spark_conf, verbose, work)

@@ -127,6 +127,10 @@ def write_report(run_dir: str | Path) -> Path:
         ("Samples", _samples(run_dir, last_dir, out_dir, list(dropped))),
         ("Failed records (first 50)", _errors(runs.stage_dir(run_dir, "raw"))),
     ]
+    if runs.is_done(run_dir / "pool") or runs.is_done(run_dir / "mix_audit"):
+        from curation.report.distribution import section
+
+        sections.insert(-2, ("Distribution: downsampling and mixing", section(run_dir)))
     body = "".join(f"<section><h2>{title}</h2>{content}</section>" for title, content in sections)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Sluice run {html.escape(run_dir.name)}"
             f"</title><style>{_CSS}</style></head><body><h1>Sluice run: {html.escape(run_dir.name)}</h1>"

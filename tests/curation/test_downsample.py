@@ -206,3 +206,19 @@ def test_level_stats_numbers_are_the_definitions():
     p = np.array([0.45, 0.05, 0.5])
     assert lv[1]["entropy_after"] == pytest.approx(float(-(p * np.log2(p)).sum()))
     assert lv[1]["tail_nodes"] == 1 and lv[1]["tail_survive_frac"] == 1.0
+
+
+@pytest.mark.spark
+def test_cli_downsample_then_mix(spark, tmp_path, run_cli):
+    from tools.synthetic_pool import write_synthetic_pool
+
+    src = tmp_path / "stage2_like"
+    write_synthetic_pool(spark, str(src), 6000, branching=(3, 4), seed=1, error_frac=0.01, partitions=2)
+    run = tmp_path / "run"
+    out = run_cli("curate", "downsample", "--input-table", str(src), "--output", str(run), "--size", "1500",
+                  "--set", "downsample.temperature=0.5")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "kept 1500" in out.stderr
+    out = run_cli("curate", "mix", "--output", str(run), "--set", "mix.max_copies=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "chinese_culture: quota 15.0%" in out.stderr and "SHORT" not in out.stderr
