@@ -8,6 +8,10 @@ DEMO_RUN ?= runs/demo
 
 .PHONY: demo test env system-deps schemas clean
 
+# Label Studio pins many packages, so its server lives in its own venv (annotation/server.py); the tests
+# start a real one. Only `make test` needs it.
+LS_EXE := build/label-studio-venv/bin/label-studio
+
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -35,7 +39,10 @@ demo: system-deps $(STAMP)
 	$(BIN)/python -m tools.sample_corpus --out $(DEMO_CORPUS)
 	$(BIN)/sluice curate run --input $(DEMO_CORPUS)/images --output $(DEMO_RUN)
 
-test: system-deps $(STAMP)
+$(LS_EXE): $(STAMP)
+	$(BIN)/sluice annotate server install
+
+test: system-deps $(STAMP) $(LS_EXE)
 	$(BIN)/python -m pytest -q
 
 schemas: $(STAMP)
