@@ -9,12 +9,13 @@ import typer
 
 from annotation.cli import app as annotate_app
 from curation.cli import app as curate_app
+from training.cli import app as train_app
 
 app = typer.Typer(name="sluice", help="Curate image-text data at scale, label it, and train on it.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(curate_app, name="curate")
 app.add_typer(annotate_app, name="annotate")
-app.add_typer(__import__("training.cli", fromlist=["app"]).app)  # `sluice train`, `sluice generate`
+app.add_typer(train_app)  # no group name: `sluice train`, `sluice generate`
 
 
 @app.command()

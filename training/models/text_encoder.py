@@ -101,8 +101,11 @@ class GlyphEncoder(nn.Module):
         self.tokenizer = ByT5Tokenizer()  # rule-based: needs no files
         if path:
             self.t5 = T5EncoderModel.from_pretrained(path)
-        else:  # a random T5 encoder of the given shape (tests, toy run): not a trained glyph model
-            self.t5 = T5EncoderModel(T5Config(**{"vocab_size": 384, "is_encoder_decoder": False, **(t5_config or {})}))
+        else:  # a random T5 encoder of the given shape (tests, toy run): not a trained glyph model.
+            with torch.random.fork_rng():  # fixed seed: frozen weights are not saved, so they must come back equal
+                torch.manual_seed(0)
+                cfg = T5Config(**{"vocab_size": 384, "is_encoder_decoder": False, **(t5_config or {})})
+                self.t5 = T5EncoderModel(cfg)
         self.freeze, self.max_bytes = freeze, max_bytes
         if freeze:
             self.t5.requires_grad_(False).eval()

@@ -1,0 +1,45 @@
+"""Fixtures of the trainer tests: a toy export, a tiny random LLM, and a config over them."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def toy_export(tmp_path_factory):
+    from tools.toy_shapes import make_samples, write_shards
+
+    d = tmp_path_factory.mktemp("toy_export")
+    write_shards(make_samples(48, 32, seed=0), d, shard_size=12)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tools.toy_shapes import build_tiny_llm
+
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), hidden=32)
+
+
+@pytest.fixture
+def train_config(toy_export, tiny_llm, tmp_path):
+    """A valid TrainConfig dict for the debug DiT in pixel space; tests edit what they need."""
+    return {
+        "model": {"preset": "debug"},
+        "text": {"llm": str(tiny_llm), "refiner_layers": 1, "glyph": {"t5": {"d_model": 32, "d_kv": 8, "d_ff": 64,
+                                                                             "num_layers": 1, "num_heads": 4}}},
+        "data": {"sources": {"toy": {"path": str(toy_export)}}, "batch_size": 4},
+        "vae": {"path": "pixel"},
+        "optim": {"lr": 1e-3},
+        "run": {"out_dir": str(tmp_path / "run"), "steps": 4, "log_every": 2, "sample_steps": 2,
+                "sample_prompts": ["一个红色的圆", "a red circle"]},
+    }
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, two threads contend and run ~10x slower."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,37 @@
+"""Parallelism and memory savers applied to a model from outside it (torchtitan style).
+
+Order matters as in torchtitan: activation checkpointing, then compile, then FSDP2 sharding, each per block.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def blocks(model: nn.Module) -> list[tuple[nn.ModuleList, int]]:
+    return [(lst, i) for lst in (model.double_blocks, model.single_blocks) for i in range(len(lst))]
+
+
+def apply_activation_checkpointing(model: nn.Module) -> None:
+    """Recompute each block's activations in backward instead of storing them."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    for lst, i in blocks(model):
+        lst[i] = checkpoint_wrapper(lst[i], preserve_rng_state=False)
+
+
+def apply_compile(model: nn.Module) -> None:
+    """torch.compile each block: blocks repeat, so one compiled graph serves them all (fast warm-up)."""
+    for lst, i in blocks(model):
+        lst[i].compile(dynamic=False)  # in place: parameter names (and checkpoints) stay the same
+
+
+def apply_fsdp(model: nn.Module, bf16: bool = True) -> None:
+    """Shard parameters over all ranks with FSDP2 (fully_shard per block, then the root)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else torch.float32, reduce_dtype=torch.float32)
+    for lst, i in blocks(model):
+        fully_shard(lst[i], mp_policy=mp)
+    fully_shard(model, mp_policy=mp)
