@@ -49,18 +49,31 @@ class ServedCaptioner(CaptionerBase):
         return asyncio.run(self._all(urls, reqs))
 
     async def _all(self, urls: dict[str, str], reqs: list[Request]):
+        """`concurrency` workers, each with its own one-connection client, take requests from a queue.
+
+        One shared pool of N connections costs O(N) Python work per request in httpcore (measured: 5x
+        the client CPU per request at 64 connections than at 16); N single-connection clients do not.
+        """
         import httpx
 
         key = os.environ.get(self.api_key_env) if self.api_key_env else None  # secrets from the environment
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        sem = asyncio.Semaphore(self.concurrency)
-        async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits, headers=headers) as client:
-            async def one(r: Request):
-                async with sem:
-                    return await self._with_retries(client, self.body(r, urls[r.id]))
+        results: list = [None] * len(reqs)
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in enumerate(reqs):
+            queue.put_nowait(item)
 
-            return await asyncio.gather(*(one(r) for r in reqs))
+        async def worker():
+            # TCP_NODELAY: headers and body may go out as two segments; Nagle would hold the second.
+            transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1),
+                                                 socket_options=[(6, 1, 1)])  # IPPROTO_TCP, TCP_NODELAY
+            async with httpx.AsyncClient(timeout=self.timeout_s, transport=transport, headers=headers) as client:
+                while not queue.empty():
+                    n, r = queue.get_nowait()
+                    results[n] = await self._with_retries(client, self.body(r, urls[r.id]))
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(reqs)))))
+        return results
 
     def body(self, r: Request, image_url: str) -> dict:
         content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": r.prompt}]
