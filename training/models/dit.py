@@ -22,7 +22,7 @@ from training.models.rope import apply_rope, joint_tables
 # name -> (hidden, heads, double blocks, single blocks, text_dim); text_dim is the conditioner width.
 PRESETS: dict[str, dict] = {
     "debug": dict(hidden_size=64, num_heads=4, depth_double=1, depth_single=1, text_dim=32, in_channels=4),
-    "toy": dict(hidden_size=192, num_heads=6, depth_double=2, depth_single=2, text_dim=64, in_channels=3,
+    "toy": dict(hidden_size=128, num_heads=4, depth_double=2, depth_single=2, text_dim=64, in_channels=3,
                 patch_size=4, rope_ref=8),
     "2b": dict(hidden_size=1536, num_heads=24, depth_double=12, depth_single=24, text_dim=2048, in_channels=16,
                rope_ref=64),
