@@ -128,7 +128,9 @@ def write_docs(res: dict, cmd: str) -> None:
     s = res["served"]
     e = res["export"]
     lines = [START, "## Stage 3: served captioner and export (`tools/scripts/bench_caption.py`)", "",
-             f"`{cmd}` on {res['machine']}, {res['cores']} CPUs shared with other work, {res['date']}.", "",
+             f"`{cmd}` on {res['machine']}, {res['cores']} CPUs shared with other work (load average "
+             f"{res['load_avg_1m_at_start']} at the start), {res['date']}. Absolute rates depend on that load; "
+             "ratios measured in the same run are the figures to compare.", "",
              f"Served captioner vs a loopback OpenAI-compatible server with a fixed {res['latency_s'] * 1000:.0f} ms "
              "latency (one request per image); ideal = concurrency / latency:", "",
              "| concurrency | requests | req/s | ideal req/s | overhead (ideal/measured) | client CPU ms/request |",
@@ -160,6 +162,7 @@ def main() -> None:
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     res = {"machine": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+           "load_avg_1m_at_start": round(os.getloadavg()[0], 1),
            "latency_s": a.latency, "served": served(a.latency, a.seconds),
            "export": export_bench(a.export_n, a.workdir) if a.export_n else None}
     print(json.dumps(res, indent=2))
