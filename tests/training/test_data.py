@@ -100,3 +100,12 @@ def test_corrupt_members_are_skipped_and_counted(tmp_path):
     with pytest.raises(FileNotFoundError, match="_SUCCESS"):
         (d / "_SUCCESS").unlink()
         list_shards(d)
+
+
+def test_a_stream_with_no_usable_caption_fails_instead_of_spinning(tmp_path):
+    from training.data.buckets import BucketBatches
+    from training.data.shards import list_shards
+
+    bb = BucketBatches({"toy": (list_shards(_export(tmp_path, n=12)), 1.0)}, batch_size=2, styles={"long": 1.0})
+    with pytest.raises(RuntimeError, match="no batch"):
+        next(iter(bb))

@@ -139,7 +139,11 @@ class BucketBatches:
         return name, src.next(self.seed)
 
     def __iter__(self):
+        since = [s.epoch for s in self.sources]
         while True:
+            if all(s.epoch - e >= 2 for s, e in zip(self.sources, since)):
+                raise RuntimeError(f"two passes over the shards gave no batch (skipped: {self.skipped}); check that "
+                                   f"samples have captions in data.styles x data.langs and a bucket")
             name, sample = self._draw()
             bucket = self.bucket_of(sample.meta)
             if not bucket:
@@ -151,6 +155,7 @@ class BucketBatches:
                 del self.pending[bucket]
                 batch = self._collate(bucket, buf)
                 if batch is not None:
+                    since = [s.epoch for s in self.sources]
                     yield batch
 
     def _collate(self, bucket: str, items: list[tuple[str, Sample]]) -> dict | None:
