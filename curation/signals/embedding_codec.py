@@ -36,3 +36,8 @@ def decode(cells) -> np.ndarray:
 
 def decode_one(cell) -> np.ndarray:
     return np.frombuffer(bytes(cell), dtype=_LE_F16).astype(np.float32)
+
+
+def decode_embeddings(series) -> np.ndarray:
+    """The interface name the dedup and cluster steps document: a pandas Series of cells -> (N, D) float32."""
+    return decode(series)
