@@ -51,7 +51,7 @@ def write_tiny_hf_clip(d: Path, kind: str = "clip", seed: int = 0) -> str:
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     n = write_vocab(d / "vocab.txt")
-    tok = tf.BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True)
+    tok = tf.BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True)  # transformers 5: vocab=, not vocab_file=
     ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id)
     text = dict(vocab_size=n, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                 max_position_embeddings=64, **ids)

@@ -15,7 +15,7 @@ from tools.counts import table_counts
 log = logging.getLogger(__name__)
 
 # The stages whose table carries rules, and where their rules live in the config.
-RULES = {"stage1": lambda cfg: cfg.stage1.rules}
+RULES = {"stage1": lambda cfg: cfg.stage1.rules, "stage2": lambda cfg: cfg.stage2.rules}
 
 
 def run(spark, table_dir: Path, stage: str, cfg: CurateConfig) -> dict:
