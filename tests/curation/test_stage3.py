@@ -134,3 +134,19 @@ def test_missing_input_is_named(spark, tmp_path):
     with pytest.raises(FileNotFoundError, match="sluice curate stage1"):
         stage3.run(spark, tmp_path, tmp_path / "stage3", CurateConfig())
     assert not runs.is_done(tmp_path / "stage3")
+
+
+def test_cli_commands_plan_without_spark(run_cli, tmp_path):
+    r = run_cli("curate", "stage3", "-o", str(tmp_path), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "stage3:" in r.stdout and "captioner:" in r.stdout
+    served = ["--set", "stage3.captioner.backend=served", "--set", "stage3.captioner.model=m",
+              "--set", "stage3.captioner.url=http://127.0.0.1:9/v1"]
+    r = run_cli("curate", "run", "-i", str(tmp_path), "-o", str(tmp_path), "--dry-run", *served)
+    assert r.returncode == 0, r.stderr
+    plan = r.stdout.split("plan:")[1]
+    assert "stage3:" in plan and "export:" in plan
+    r = run_cli("curate", "run", "-i", str(tmp_path), "-o", str(tmp_path), "--dry-run")
+    assert "stage3:" not in r.stdout.split("plan:")[1]
+    r = run_cli("curate", "export", "-o", str(tmp_path))
+    assert r.returncode == 2 and "sluice curate stage3" in r.stderr  # says what to run first
