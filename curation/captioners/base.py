@@ -126,7 +126,15 @@ class CaptionerBase:
         self.model, self.styles, self.langs = model, tuple(styles), tuple(langs)
         self.image_max_side, self.prompt_versions = image_max_side, dict(prompt_versions or {})
 
+    # Samples whose decoded images are held at once: 32 at 768 px is ~40 MB, a whole Arrow batch would be GBs.
+    samples_per_chunk = 32
+
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        step = self.samples_per_chunk
+        return pd.concat([self._chunk(batch.iloc[i : i + step]) for i in range(0, len(batch), step)] or
+                         [rows_frame([])], ignore_index=True)
+
+    def _chunk(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows, images, reqs = [], {}, []
         for rec in batch.to_dict("records"):
             mine, skipped = requests_for(rec, self.styles, self.langs, self.prompt_versions)

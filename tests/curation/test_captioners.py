@@ -64,6 +64,7 @@ def test_served_captions_every_style_with_model_and_prompt_version(batch, monkey
     monkeypatch.setenv("SLUICE_TEST_KEY", "secret-token")
     with FakeOpenAIServer(latency_s=0.05, boilerplate=True) as srv:
         cap = ServedCaptioner(srv.url, "fake-vlm", concurrency=4, api_key_env="SLUICE_TEST_KEY")
+        cap.samples_per_chunk = 2  # the batch is captioned in two chunks; rows of both come back
         cap.load()
         out = cap(batch)
         headers, counts = srv.behaviour.last_headers, dict(srv.behaviour.counts)
