@@ -180,7 +180,8 @@ def _xy(pool: Pool, labels: dict[str, str], ids, positive: list[str]):
     pos = {sid: i for i, sid in enumerate(pool.ids)}
     keep = [sid for sid in ids if sid in labels and sid in pos]
     X = pool.X[[pos[s] for s in keep]] if keep else pool.X[:0]
-    y = np.array([labels[s] in positive for s in keep], dtype=np.int64)
+    # a multi-choice answer is stored joined ("cat,dog"): positive when any of its choices is
+    y = np.array([any(v in positive for v in labels[s].split(",")) for s in keep], dtype=np.int64)
     return X, y
 
 

@@ -46,6 +46,12 @@ def _user_ids(client, k: int) -> list[int]:
     return ids
 
 
+def _result(template: str, question: str, said: str) -> dict:
+    if template == "aesthetic" and said.isdigit():
+        return {"from_name": question, "to_name": "image", "type": "rating", "value": {"rating": int(said)}}
+    return choice(question, said)
+
+
 def answer(sid: str, k: int, truth: str, allowed: tuple[str, ...], b: Behaviour) -> str | None:
     """What annotator k says for sample `sid`; None = skip."""
     if _u(sid, k, b.seed, "skip") < b.skip:
@@ -85,7 +91,7 @@ def label_round(loop_dir: Path, client, truth: dict[str, str], behaviour: Behavi
             if sid not in truth:
                 counts["no_truth"] += 1
             said = answer(sid, k, truth[sid], allowed, behaviour) if sid in truth else None
-            result = [] if said is None else [choice(question, said)]
+            result = [] if said is None else [_result(cfg.template, question, said)]
             client.call("creating an annotation", client.sdk.annotations.create, id=task["id"], result=result,
                         was_cancelled=said is None, completed_by=uid, lead_time=1.0)
             counts["skipped" if said is None else "annotated"] += 1

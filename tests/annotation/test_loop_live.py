@@ -30,13 +30,13 @@ def loop(tmp_path_factory, ls_server, ls_client, run_cli, pool_maker):
     pq.write_table(pa.table({"id": list(truth), "valuable": list(truth.values())}),
                    base / "truth.parquet")
     loop_dir = base / "loop"
-    out = run_cli("annotate", "init", str(loop_dir), "--pool", str(base / "pool"), "--batch", "20",
-                  "--eval-size", "40", "--strategy", "hybrid", "--lang", "zh", "--project", "test loop",
+    out = run_cli("annotate", "init", str(loop_dir), "--pool", str(base / "pool"), "--batch", "15",
+                  "--eval-size", "30", "--strategy", "hybrid", "--lang", "zh", "--project", "test loop",
                   "--files-root", ls_server.files_root)
     assert out.returncode == 0, out.stderr
     outputs = [out]
     first = run_cli("annotate", "round", str(loop_dir))
-    assert first.returncode == 3 and "0 of 60 tasks" in first.stderr, first.stderr  # pushed, waiting for labels
+    assert first.returncode == 3 and "0 of 45 tasks" in first.stderr, first.stderr  # pushed, waiting for labels
     sim = run_cli("annotate", "simulate", str(loop_dir), "--truth", str(base / "truth.parquet"), "--column",
                   "valuable", "--annotators", "2", "--overlap", "0.3", "--noise", "0.05", "--skip", "0.04",
                   "--unknown", "0.03", "--seed", "1")
@@ -62,7 +62,7 @@ def test_three_rounds_complete_with_growing_training_sets(loop):
     assert all(set(h["done"]) == set(rounds.STEPS) for h in hist)
     n_train = [h["n_train"] for h in hist]
     assert n_train[0] < n_train[1] < n_train[2]
-    assert hist[0]["n_selected"] == 60 and hist[1]["n_selected"] == 20  # round 1 adds the held-out 40
+    assert hist[0]["n_selected"] == 45 and hist[1]["n_selected"] == 15  # round 1 adds the held-out 30
     selected = [set(r.selected()["train"]) | set(r.selected()["eval"]) for r in rounds.rounds(loop["dir"])]
     assert not (selected[0] & selected[1]) and not (selected[1] & selected[2])  # never the same sample twice
     assert all(not sid.startswith(("s0000", "s0001", "s0002", "s0003")) for s in selected for sid in s)  # error rows
@@ -91,7 +91,7 @@ def test_probe_is_exported_with_held_out_metrics_and_scores_the_pool(loop):
 
     card = json.loads((loop["dir"] / "probe" / "probe.json").read_text())
     assert card["round"] == 3 and card["output_column"] == "p_valuable"
-    assert card["metrics"]["n"] >= 30 and card["metrics"]["accuracy"] > 0.75, card["metrics"]
+    assert card["metrics"]["n"] >= 25 and card["metrics"]["accuracy"] > 0.75, card["metrics"]
     pool = pq.read_table(loop["base"] / "pool").to_pandas()
     p = Probe(loop["dir"] / "probe")(pool)["p_valuable"].astype(float)
     truth = loop["truth"]
@@ -114,7 +114,7 @@ def test_repeating_a_round_creates_no_duplicates(loop, ls_client):
     rnd = rounds.run_round(loop["dir"], ls_client, redo=2)
     state = rnd.state()
     assert set(state["done"]) == set(rounds.STEPS)
-    assert state["n_created"] == 0 and state["n_existing"] == 20
+    assert state["n_created"] == 0 and state["n_existing"] == 15
     after = _project_tasks(ls_client, loop["dir"])
     assert len(after) == len(before)
     sids = [t["data"]["sample_id"] for t in after]

@@ -206,3 +206,23 @@ def test_loop_config_errors_say_what_to_fix(tmp_path):
         LoopConfig(pool="p", image_mode="inline", positive=["yes"])
     cfg = LoopConfig(pool="p", image_mode="inline", template="structure", question="logo")
     assert cfg.positive_labels() == ["yes"] and cfg.negative_label() == "no"
+
+
+def test_inline_images_and_file_names_for_servers_that_cannot_see_our_disk(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from annotation.tasks import build_tasks, file_name, inline_refs, write_local
+
+    buf = io.BytesIO()
+    Image.new("RGB", (800, 600), (10, 200, 30)).save(buf, format="PNG")
+    images = {"a/../../etc": buf.getvalue(), "broken": b"not an image"}
+    refs = inline_refs(images)
+    assert refs["a/../../etc"].startswith("data:image/jpeg;base64,") and "broken" not in refs
+    name = file_name("a/../../etc", images["a/../../etc"])
+    assert "/" not in name and name.endswith(".png")
+    local = write_local(images, tmp_path, "sluice/1")
+    assert all((tmp_path / "sluice/1" / r.split("/")[-1]).exists() for r in local.values())
+    tasks = build_tasks([{"id": "broken", "caption": None, "uri": None}], refs, 2)
+    assert tasks == [{"data": {"sample_id": "broken", "image": "", "caption": "", "uri": "", "round": 2}}]
