@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # Columns of a funnel table that are not signals.
 _NOT_SIGNALS = {"id", "source", "key", "uri", "width", "height", "format", "alt_text", "alt_lang", "drop_stage",
                 "drop_reason", "drop_reasons", "error", "error_kind", "warnings", "tags", "cluster_path",
-                "ocr_boxes", "image"}
+                "ocr_boxes", "image", "content_hash"}
 
 
 def export_dir(run_dir: Path, cfg: ExportConfig) -> Path:

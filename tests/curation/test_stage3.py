@@ -87,24 +87,35 @@ def test_served_captioner_every_row_has_captions_or_errors(spark, synthetic):
     assert m["output"]["by_style"]["short_en"].get("kept", 0) > 0
 
 
-def test_reads_the_latest_funnel_table(spark, synthetic):
-    """With a stage2 table present, its kept rows are the input, not stage1's."""
-    from curation.jobs import stage3
-    from schemas.stage1 import STAGE1
+def test_reads_the_latest_funnel_table_and_exports_its_tags(spark, synthetic):
+    """With a pool table present, its kept rows are the input (not stage1's), and its tags and cluster
+    path reach the shards."""
+    from curation.jobs import export, stage3
     from tools.synthetic_run import write_tagged
 
-    run, kinds = _fresh(synthetic, "stage2_input")
+    run, kinds = _fresh(synthetic, "pool_input")
     rows = [dict(r) for r in kinds["stage1_rows"]]
     dropped_now = kinds["kept"][0]
-    for r in rows:
+    for n, r in enumerate(rows):
+        r.update(tags=[{"concept": "cat", "score": 0.75}], cluster_path=[n % 2, n], aesthetic=5.5)
         if r["id"] == dropped_now:
-            r.update(drop_stage="stage2", drop_reason="near_duplicate", drop_reasons=["near_duplicate"])
-        r.pop("ocr_text")  # a later table may not carry OCR: stage 3 joins stage1 for it
-    write_tagged(run / "stage2", rows, "stage2", schema=STAGE1)
+            r.update(drop_stage="downsample", drop_reason="not_sampled", drop_reasons=["not_sampled"])
+    write_tagged(run / "pool", rows, "pool")
     m = stage3.run(spark, run, run / "stage3", CurateConfig())
-    assert m["input"]["table"] == "stage2"
+    assert m["input"]["table"] == "pool"
     assert dropped_now not in set(_captions(run)["id"])
     assert m["input"]["records"] == len(kinds["kept"]) + len(kinds["broken"]) - 1
+    export.run(spark, run, run / "export", CurateConfig())
+    index = open_table(run / "export", "shard_index").to_table().to_pandas()
+    assert set(index["id"]) == set(kinds["kept"]) - {dropped_now}
+    import json
+    import tarfile
+
+    shard = run / "export" / index["shard"].iloc[0]
+    with tarfile.open(shard) as tf:
+        meta = json.loads(tf.extractfile(f"{index['key'].iloc[0]}.json").read())
+    assert meta["tags"] == [{"concept": "cat", "score": 0.75}] and len(meta["cluster_path"]) == 2
+    assert meta["signals"]["aesthetic"] == 5.5 and "content_hash" not in meta["signals"]
 
 
 def test_pipeline_chains_caption_stages_only_with_a_captioner():
