@@ -60,7 +60,7 @@ class TransformersCaptioner(CaptionerBase):
                     out.append((None, f"generation failed: {type(e).__name__}: {e}"))
                     continue
                 log.warning("captioner batch failed (%s); retrying its %d rows one by one", e, len(chunk))
-                out += self._run(images, chunk) if self.batch_size == 1 else self._one_by_one(images, chunk)
+                out += self._one_by_one(images, chunk)
         return out
 
     def _one_by_one(self, images: dict, chunk: list[Request]):

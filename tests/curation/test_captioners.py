@@ -148,3 +148,23 @@ def test_transformers_captioner_names_a_bad_model(tmp_path):
 
     with pytest.raises(ValueError, match="cannot load captioner model"):
         TransformersCaptioner(str(tmp_path / "nothing-here"), device="cpu").load()
+
+
+def test_transformers_batch_failure_falls_back_to_rows(batch, monkeypatch):
+    """A batch that fails is retried row by row; a row that still fails is an error row, the rest kept."""
+    from curation.captioners.transformers_vlm import TransformersCaptioner
+
+    cap = TransformersCaptioner("some/model", styles=("short",), batch_size=4, device="cpu")
+
+    def generate(images, prompts):
+        if len(images) > 1:
+            raise RuntimeError("CUDA out of memory")
+        if "中文" in prompts[0]:
+            raise RuntimeError("bad row")
+        return ["a caption"]
+
+    monkeypatch.setattr(cap, "_generate", generate, raising=False)
+    out = cap(batch).set_index(["id", "lang"])
+    assert out.loc[("plain", "en"), "text"] == "a caption" and out.loc[("sign", "en"), "text"] == "a caption"
+    assert "bad row" in out.loc[("plain", "zh"), "error"]
+    assert out.loc[("broken", "en"), "error"].startswith("image could not be decoded")
