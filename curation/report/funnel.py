@@ -131,6 +131,10 @@ def write_report(run_dir: str | Path) -> Path:
         from curation.report.distribution import section
 
         sections.insert(-2, ("Distribution: downsampling and mixing", section(run_dir)))
+    if runs.is_done(run_dir / "stage2"):
+        from curation.report.stage2 import section as stage2_section
+
+        sections.insert(2, ("Stage 2: embeddings, duplicates, tiers and tags", stage2_section(run_dir / "stage2")))
     body = "".join(f"<section><h2>{title}</h2>{content}</section>" for title, content in sections)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Sluice run {html.escape(run_dir.name)}"
             f"</title><style>{_CSS}</style></head><body><h1>Sluice run: {html.escape(run_dir.name)}</h1>"
