@@ -151,9 +151,11 @@ class BucketBatches:
                 continue
             buf = self.pending.setdefault(bucket, [])
             buf.append((name, sample))
-            if len(buf) == self.batch_size:
-                del self.pending[bucket]
-                batch = self._collate(bucket, buf)
+            if len(buf) >= self.batch_size:  # >=: a resume with a smaller batch size must not stall a buffer
+                batch_items, self.pending[bucket] = buf[:self.batch_size], buf[self.batch_size:]
+                if not self.pending[bucket]:
+                    del self.pending[bucket]
+                batch = self._collate(bucket, batch_items)
                 if batch is not None:
                     since = [s.epoch for s in self.sources]
                     yield batch

@@ -50,6 +50,9 @@ def save(folder: Path, step: int, nets: nn.Module, opt, ema, data_state: dict, g
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(path / "dcp"))
         # data position and RNG differ per rank; EMA is small enough to keep whole on every rank
         torch.save(extra, path / f"extra-rank{dist.get_rank()}.pt")
+        dist.barrier()  # every rank's part is on disk before the marker
+        if dist.get_rank():
+            return path
     else:
         torch.save({**extra, "model": trainable_state(nets), "optim": opt.state_dict()}, path / "state.pt")
     (path / "_COMPLETE").write_text("")  # written last: a half-written checkpoint is never resumed from

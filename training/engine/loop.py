@@ -94,7 +94,7 @@ class Trainer:
             parallel.apply_compile(self.dit)
         shard = run.fsdp == "on" or (run.fsdp == "auto" and self.world > 1)
         if shard:
-            parallel.apply_fsdp(self.dit, bf16=run.precision == "bf16")
+            parallel.apply_fsdp(self.dit, self.cond, bf16=run.precision == "bf16")
         return shard
 
     def _writer(self):
@@ -237,19 +237,32 @@ class Trainer:
         return path
 
     def export(self) -> Path:
-        """The EMA weights as a pipeline folder for `sluice generate`."""
-        with self.ema.applied(self.nets):
-            return self.pipeline().save(self.out / "pipeline")
+        """The EMA weights as a pipeline folder for `sluice generate` (a collective call under FSDP)."""
+        if not self.distributed:
+            with self.ema.applied(self.nets):
+                return self.pipeline().save(self.out / "pipeline")
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        from training.engine.ema import clean
+        from training.models.dit import DiT
+        from training.pipeline import Pipeline, build_conditioner
+
+        with self.ema.applied(self.nets):  # every rank gathers; rank 0 writes
+            full = get_model_state_dict(self.nets, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.rank:
+            return self.out / "pipeline"
+        dit = DiT.from_config(self.dit.config)
+        cond = build_conditioner(self.cfg.text, dit.config.text_dim)
+        nn.ModuleDict({"dit": dit, "cond": cond}).load_state_dict({clean(k): v for k, v in full.items()}, strict=False)
+        c = self.cfg
+        return Pipeline(dit, cond, self.vae.cpu(), c.objective, c.text, c.vae).save(self.out / "pipeline")
 
 
 def train(cfg: TrainConfig) -> Path:
     trainer = Trainer(cfg)
     trainer.run()
-    if trainer.rank == 0 and not trainer.distributed:
-        trainer.sample_grid()
-        path = trainer.export()
-    else:
-        path = trainer.out
+    trainer.sample_grid()  # rank 0 of a single-process run only
+    path = trainer.export()
     if trainer.writer:
         trainer.writer.close()
     return path

@@ -27,11 +27,19 @@ def apply_compile(model: nn.Module) -> None:
         lst[i].compile(dynamic=False)  # in place: parameter names (and checkpoints) stay the same
 
 
-def apply_fsdp(model: nn.Module, bf16: bool = True) -> None:
-    """Shard parameters over all ranks with FSDP2 (fully_shard per block, then the root)."""
+def apply_fsdp(model: nn.Module, conditioner: nn.Module | None = None, bf16: bool = True) -> None:
+    """Shard parameters over all ranks with FSDP2: the DiT per block then whole, the conditioner as its own unit.
+
+    The conditioner's trainable parts (refiner, mapper, type embeddings) are sharded too: FSDP is what
+    reduces their gradients across ranks. Its frozen encoders are left out (ignored_params) and stay
+    whole on every rank: they need no gradient sync, and HF models return hidden states as usual.
+    """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else torch.float32, reduce_dtype=torch.float32)
     for lst, i in blocks(model):
         fully_shard(lst[i], mp_policy=mp)
     fully_shard(model, mp_policy=mp)
+    if conditioner is not None:
+        frozen = {p for p in conditioner.parameters() if not p.requires_grad}
+        fully_shard(conditioner, mp_policy=mp, ignored_params=frozen)
