@@ -195,16 +195,27 @@ class MixPool(Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     quota: float = Field(gt=0, le=1, description="share of the mix")
     table: str = Field("pool", description="a table folder under the run folder, or a path to one")
-    where: str | None = Field(None, description="Spark SQL filter, e.g. exists(tags, t -> t.tag = 'portrait')")
+    concepts: tuple[str, ...] = Field((), description="keep rows tagged with any of these concepts (stage-2 ids)")
+    min_score: float = Field(0.3, ge=0, le=1, description="a concept counts when its tag score is at least this")
+    where: str | None = Field(None, description="Spark SQL filter, e.g. source = 'museum' or ocr_n_chars >= 4")
 
 
-# The report's knowledge-injection example; tag names are stage 2's concept vocabulary.
+# The report's knowledge-injection example. Concept ids are those of the chinese_* categories of stage 2's
+# default vocabulary (curation/configs/concepts/default.yaml).
+CHINESE_CULTURE = (
+    "calligraphy", "ink_painting", "gongbi", "landscape_painting", "paper_cutting", "seal", "porcelain", "jade",
+    "peking_opera", "shadow_puppetry", "new_year_print", "guochao", "hanfu", "qipao", "tang_suit", "tea_ceremony",
+    "red_lantern", "chinese_knot", "dragon", "lion_dance", "kung_fu", "tai_chi", "mahjong", "go_game", "guzheng",
+    "couplets", "spring_festival", "lantern_festival", "dragon_boat_festival", "mid_autumn_festival", "qingming",
+    "double_ninth", "red_envelope", "great_wall", "forbidden_city", "pagoda", "chinese_temple", "classical_garden",
+    "siheyuan", "water_town", "tulou", "hutong", "paifang", "pavilion", "dumplings", "mooncake", "zongzi",
+    "tangyuan", "hot_pot", "dim_sum", "noodles", "peking_duck", "baozi", "chinese_tea", "tanghulu",
+)
 DEFAULT_MIX = (
     MixPool(name="general", quota=0.70),
-    MixPool(name="chinese_culture", quota=0.15,
-            where="exists(tags, t -> t.tag = 'chinese_culture' AND t.score >= 0.5)"),
+    MixPool(name="chinese_culture", quota=0.15, concepts=CHINESE_CULTURE),
     MixPool(name="text_rendering", quota=0.10, where="ocr_n_chars >= 4"),
-    MixPool(name="portraits", quota=0.05, where="exists(tags, t -> t.tag = 'portrait' AND t.score >= 0.5)"),
+    MixPool(name="portraits", quota=0.05, concepts=("portrait", "selfie")),
 )
 
 

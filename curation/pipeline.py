@@ -23,7 +23,8 @@ class Stage:
 
 
 # In funnel order. Later issues append stage1, stage2, downsample, stage3, export.
-STAGES = [Stage("ingest", "raw", None), Stage("stage1", "stage1", "raw"), Stage("stage2", "stage2", "stage1")]
+STAGES = [Stage("ingest", "raw", None), Stage("stage1", "stage1", "raw"), Stage("stage2", "stage2", "stage1"),
+          Stage("downsample", "pool", "stage2")]
 STAGE_NAMES = [s.name for s in STAGES]
 # Captioning and export run as commands; `run` chains them only when a captioner is configured, since
 # without one stage 3 has only the alt text (the demo has no VLM weights).
@@ -76,6 +77,10 @@ def run_stage(spark, stage: Stage, cfg: CurateConfig, input_path: str, run_dir: 
 
         return stage2.run(spark, runs.stage_dir(run_dir, stage.reads), runs.stage_dir(run_dir, "raw"), out, cfg,
                           force=force)
+    if stage.name == "downsample":
+        from curation.jobs import downsample
+
+        return downsample.run(spark, runs.stage_dir(run_dir, stage.reads), out, cfg, force=force)
     if stage.name == "stage3":
         from curation.jobs import stage3
 
@@ -99,5 +104,5 @@ def check_inputs(input_path: str | None, run_dir: Path, stages: list[Stage]) -> 
         return
     upstream = runs.stage_dir(run_dir, first.reads)
     if not runs.is_done(upstream):
-        producer = next(s.name for s in STAGES if s.table == first.reads)
+        producer = next(s.name for s in STAGES + CAPTION_STAGES if s.table == first.reads)
         raise FileNotFoundError(f"{upstream} is not a finished table; run `sluice curate {producer}` first")

@@ -9,25 +9,16 @@ per pool of the mix, the quota, the target, what was available and what was achi
 import pyarrow as pa
 
 from schemas.stage1 import STAGE1_SIGNALS
+from schemas.stage2 import STAGE2_SIGNALS, TAG
 from schemas.stages import stage_schema
-
-TAG = pa.struct([pa.field("tag", pa.string()), pa.field("score", pa.float32())])
-
-# The stage-2 columns downsampling and mixing read. Stage 2 owns them; they are declared here until
-# `schemas/stage2.py` exists, and then this list is replaced by an import of stage 2's signals.
-STAGE2_USED = [
-    pa.field("cluster_path", pa.list_(pa.int32()), metadata={"doc": "cluster id per level, coarse to fine"}),
-    pa.field("tier", pa.string(), metadata={"doc": "quality tier: A (best), B or C"}),
-    pa.field("aesthetic", pa.float32(), metadata={"doc": "aesthetic score"}),
-    pa.field("tags", pa.list_(TAG), metadata={"doc": "dense concept tags with their scores"}),
-]
 
 DOWNSAMPLE = [
     pa.field("ds_leaf", pa.string(), metadata={"doc": "the balanced leaf: JSON array of the level values (groups, then clusters)"}),
     pa.field("ds_rank", pa.int64(), metadata={"doc": "rank inside the leaf (1 = first kept); null for rows not in play"}),
 ]
 
-POOL = stage_schema(STAGE1_SIGNALS + STAGE2_USED + DOWNSAMPLE)
+# The pool is stage 2 plus where each row stood in the downsampler.
+POOL = stage_schema(STAGE1_SIGNALS + STAGE2_SIGNALS + DOWNSAMPLE)
 
 MIX = pa.schema([
     pa.field("id", pa.string(), nullable=False, metadata={"doc": "sample id"}),
@@ -37,7 +28,7 @@ MIX = pa.schema([
     pa.field("mix_copy", pa.int32(), nullable=False, metadata={"doc": "0 for the first copy of a row in its pool, 1.. for repeats"}),
     pa.field("cluster_path", pa.list_(pa.int32()), metadata={"doc": "cluster id per level, coarse to fine"}),
     pa.field("tier", pa.string(), metadata={"doc": "quality tier"}),
-    pa.field("tags", pa.list_(TAG), metadata={"doc": "dense concept tags with their scores"}),
+    pa.field("tags", pa.list_(TAG), metadata={"doc": "top-k concepts with their probability (from stage 2)"}),
 ])
 
 MIX_AUDIT = pa.schema([

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 SOURCES = {"web_en": 0.6, "web_zh": 0.3, "stock": 0.1}
-TAG_RATES = {"chinese_culture": 0.06, "portrait": 0.08, "landscape": 0.3, "food": 0.1}
+# Concept ids of stage 2's default vocabulary: two of the chinese_* categories (~6% of rows together).
+TAG_RATES = {"calligraphy": 0.03, "dumplings": 0.03, "portrait": 0.08, "poster": 0.1}
 TIERS = {"A": 0.2, "B": 0.5, "C": 0.3}
 TEXT_RATE = 0.12  # rows with rendered text (ocr_n_chars >= 4)
 CHUNK = 50_000
@@ -85,7 +86,7 @@ def _tags(seed: int):
     from pyspark.sql import functions as F
 
     items = [F.when(_uniform(seed, f"tag:{t}") < F.lit(p),
-                    F.struct(F.lit(t).alias("tag"), (F.lit(0.5) + _uniform(seed, f"score:{t}") / 2)
+                    F.struct(F.lit(t).alias("concept"), (F.lit(0.5) + _uniform(seed, f"score:{t}") / 2)
                              .cast("float").alias("score")))
              for t, p in TAG_RATES.items()]
     return F.filter(F.array(*items), lambda x: x.isNotNull())

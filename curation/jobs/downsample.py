@@ -64,7 +64,7 @@ def shares(spark, table_dir: Path) -> dict:
     after = F.col("error").isNull() & F.col("drop_reason").isNull()
     out = {}
     for name, frame in (("source", df.select(F.col("source").alias("k"), before, after)),
-                        ("tag", df.select(F.explode("tags.tag").alias("k"), before, after))):
+                        ("concept", df.select(F.explode("tags.concept").alias("k"), before, after))):
         rows = frame.toDF("k", "b", "a").groupBy("k").agg(
             F.sum(F.col("b").cast("long")).alias("before"), F.sum(F.col("a").cast("long")).alias("after")).collect()
         out[name] = {"before": {str(r["k"]): int(r["before"] or 0) for r in rows if r["before"]},

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from curation.config import CurateConfig
 from curation.jobs.downsample import read_input
-from curation.steps.mix import check_where, default_size, draw, kept_rows, targets
+from curation.steps.mix import check_where, default_size, draw, kept_rows, pool_filter, targets
 from tools import runs
 from tools.counts import table_counts
 
@@ -35,9 +35,10 @@ def _pools(spark, run_dir: Path, cfg):
             raise FileNotFoundError(f"mix pool {p.name!r} reads {path}, which is not a finished table; "
                                     f"run `sluice curate downsample` first or fix mix.pools[].table")
         df = read_input(spark, str(path))
-        check_where(spark, df.schema, p.name, p.where)
-        frames.append((p, path, kept_rows(df, p.where)))
-    return [(p, path, df, df.count()) for p, path, df in frames]
+        where = pool_filter(p.concepts, p.min_score, p.where)
+        check_where(spark, df.schema, p.name, where)
+        frames.append((p, path, where, kept_rows(df, where)))
+    return [(p, path, where, df, df.count()) for p, path, where, df in frames]
 
 
 def _to_mix(df):
@@ -73,10 +74,10 @@ def run(spark, run_dir: str | Path, cfg: CurateConfig, force: bool = False) -> d
         raise ValueError(f"mix pools {empty} hold no rows; check their where filters and tables")
     size = mcfg.size or default_size(quotas, available)
     parts, audit = [], []
-    for (p, path, df, n), target in zip(pools, targets(quotas, size)):
+    for (p, path, where, df, n), target in zip(pools, targets(quotas, size)):
         rows, a = draw(df, p.name, target, n, mcfg.max_copies, mcfg.seed)
         parts.append(_to_mix(rows))
-        audit.append({"id": p.name, "table": str(path), "where": p.where, "quota": p.quota, **a})
+        audit.append({"id": p.name, "table": str(path), "where": where, "quota": p.quota, **a})
     total = sum(a["achieved_rows"] for a in audit)
     for a in audit:
         a["achieved_share"] = a["achieved_rows"] / total if total else 0.0

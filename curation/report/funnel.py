@@ -114,7 +114,9 @@ def write_report(run_dir: str | Path) -> Path:
     last_dir = runs.stage_dir(run_dir, last_st.table)
     dropped = last["output"].get("dropped", {})
     errors = last["output"].get("errors", {})
-    rules = last.get("config", {}).get(last_st.name, {}).get("rules", []) if last_st.name != "ingest" else []
+    # Downsampling has no rules of its own: show the thresholds of the last stage that has some.
+    rules = next((m["config"][st.name]["rules"] for st, m in reversed(done) if st.name != "ingest"
+                  and m.get("config", {}).get(st.name, {}).get("rules")), [])
     sections = [
         ("Funnel", bar_chart(_funnel(done), "bar ok")),
         ("Dropped by rule", bar_chart(dict(sorted(dropped.items(), key=lambda kv: -kv[1])), "bar drop")

@@ -41,6 +41,20 @@ def copies(target: int, available: int, max_copies: int) -> tuple[int, int]:
     return base, target - base * available
 
 
+def pool_filter(concepts, min_score: float, where: str | None) -> str | None:
+    """The pool's filter as one Spark SQL expression: any of `concepts` tagged at >= min_score, and `where`."""
+    parts = []
+    if concepts:
+        bad = [c for c in concepts if "'" in c or "\\" in c]
+        if bad:
+            raise ValueError(f"concept ids {bad} hold quotes or backslashes; concept ids are snake_case names")
+        names = ", ".join(f"'{c}'" for c in concepts)
+        parts.append(f"exists(tags, t -> t.concept IN ({names}) AND t.score >= {min_score:g})")
+    if where:
+        parts.append(f"({where})")
+    return " AND ".join(parts) or None
+
+
 def kept_rows(df, where: str | None):
     """The pool: rows not failed and not dropped (when the table has those columns), matching `where`."""
     from pyspark.sql import functions as F

@@ -147,6 +147,10 @@ def test_more_budget_than_rows_keeps_every_row_in_play(table):
     in_play = df.where("error IS NULL AND drop_reason IS NULL").count()
     assert _kept(out).count() == in_play == plan["budget"]
     assert out.where("drop_reason = 'downsampled'").count() == 0
+    # Nothing in play (every row failed): nothing kept, every row still there.
+    failed = df.where("error IS NOT NULL")
+    out, plan = downsample(failed, DownsampleConfig(size=100))
+    assert plan["budget"] == 0 and out.count() == failed.count() and _kept(out).count() == 0
 
 
 @pytest.mark.spark
@@ -185,7 +189,7 @@ def test_job_writes_pool_distribution_and_report(spark, tmp_path, table):
     assert [lv["level"] for lv in dist["levels"]] == ["source", "cluster level 1", "cluster level 2",
                                                       "cluster level 3"]
     assert sum(dist["shares"]["source"]["after"].values()) == N
-    assert set(dist["shares"]["tag"]["before"]) >= {"chinese_culture", "portrait"}
+    assert set(dist["shares"]["concept"]["before"]) >= {"calligraphy", "portrait"}
     html = section(run_dir)
     assert html.count("<svg") >= 4 + 2 and "KL to target" in html
     # A rerun is skipped; a table of another kind is refused with what to pass.

@@ -68,7 +68,7 @@ def test_mix_hits_every_quota_with_repeats_under_the_cap(spark, run_dir):
         assert counts[p.name] == a["achieved_rows"] == a["target_rows"]
         assert abs(a["achieved_share"] - p.quota) < 0.01 * p.quota
         assert not a["short"]
-    cc = audit["chinese_culture"]  # ~6% of 100k rows tagged, asked for 15k: it must repeat
+    cc = audit["chinese_culture"]  # ~6% of 100k rows carry a Chinese-culture concept, asked for 15k: repeats
     assert cc["repeated_rows"] == 15_000 - cc["available_rows"] > 0 and cc["max_copies"] == 3
     assert most <= 3
     # Every copy of a pool row is a distinct (pool, id, copy); dropped rows never enter the mix.
@@ -83,7 +83,7 @@ def test_short_pool_stops_at_the_cap_and_says_so(spark, run_dir):
     from curation.report.distribution import section
 
     pools = (MixPool(name="general", quota=0.8),
-             MixPool(name="portraits", quota=0.2, where="exists(tags, t -> t.tag = 'portrait')"))
+             MixPool(name="portraits", quota=0.2, concepts=("portrait",)))
     m = mix.run(spark, run_dir, CurateConfig(mix=MixConfig(pools=pools, size=150_000, max_copies=2)), force=True)
     audit = {a["id"]: a for a in m["mix"]["audit"]}
     por = audit["portraits"]
