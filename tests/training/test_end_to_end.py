@@ -32,6 +32,7 @@ def tiny_vae(folder):
     return str(folder)
 
 
+@pytest.mark.slow
 def test_demo_export_trains_two_steps_and_samples(demo_export, train_config, tmp_path):
     from training.config import TrainConfig
     from training.engine.loop import Trainer

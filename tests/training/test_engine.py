@@ -98,3 +98,58 @@ def test_cli_trains_then_generates(train_config, tmp_path, run_cli):
     assert [Image.open(p).size for p in sorted((tmp_path / "gen").glob("*.png"))] == [(32, 32), (32, 32)]
     bad = run_cli("generate", "--model", str(tmp_path), "-p", "x")
     assert bad.returncode == 2 and "pipeline.json" in bad.stderr
+
+
+def test_activation_checkpointing_from_outside_keeps_outputs_and_gradients():
+    from training.engine.parallel import apply_activation_checkpointing
+    from training.models.dit import preset
+
+    def grads(model):
+        g = torch.Generator().manual_seed(0)
+        x, t = torch.randn(2, 4, 16, 16, generator=g), torch.rand(2, generator=g)
+        text, pooled = torch.randn(2, 5, 32, generator=g), torch.randn(2, 32, generator=g)
+        out = model(x, t, text, torch.ones(2, 5, dtype=torch.bool), pooled)
+        out.square().mean().backward()
+        return out.detach(), {n.replace("_checkpoint_wrapped_module.", ""): p.grad for n, p in model.named_parameters()}
+
+    torch.manual_seed(0)
+    plain = preset("debug")
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    wrapped = preset("debug")
+    wrapped.load_state_dict(plain.state_dict())
+    apply_activation_checkpointing(wrapped)
+    assert "_checkpoint_wrapped_module" in next(n for n, _ in wrapped.named_parameters() if "blocks" in n)
+    assert set(wrapped.state_dict()) == set(plain.state_dict())  # checkpoints keep their key names
+    (o1, g1), (o2, g2) = grads(plain), grads(wrapped)
+    torch.testing.assert_close(o1, o2)
+    for n in g1:
+        torch.testing.assert_close(g1[n], g2[n], atol=1e-6, rtol=1e-5)
+
+
+def test_latent_cache_stores_then_reads_back(tmp_path):
+    from training.models.vae import LatentCache
+
+    class Counting(torch.nn.Module):
+        calls = 0
+
+        def encode(self, x):
+            Counting.calls += 1
+            return x * 2
+
+    cache, vae, x = LatentCache(tmp_path / "lat"), Counting(), torch.randn(2, 3, 8, 8)
+    a = cache.encode(vae, x, ["a", "b"], (8, 8))
+    b = cache.encode(vae, torch.zeros_like(x), ["a", "b"], (8, 8))  # a hit never encodes again
+    assert Counting.calls == 1 and torch.equal(a, b) and len(list((tmp_path / "lat").glob("*.pt"))) == 2
+    cache.encode(vae, x, ["a", "b"], (16, 16))  # another size is another latent
+    assert Counting.calls == 2
+
+
+def test_bf16_autocast_step_is_finite(train_config):
+    from training.engine.loop import Trainer
+
+    train_config["run"]["precision"] = "bf16"
+    tr = Trainer(_cfg(train_config))
+    m = tr.train_step(next(iter(tr.data)))
+    assert torch.isfinite(torch.tensor(m["loss"])) and m["grad_norm"] > 0

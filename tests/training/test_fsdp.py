@@ -21,6 +21,7 @@ def _torchrun(config: Path, steps: int, port: int) -> str:
     return out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_fsdp2_on_two_cpu_ranks_trains_resumes_and_exports(train_config, tmp_path):
     import yaml
 
