@@ -153,3 +153,13 @@ def test_bf16_autocast_step_is_finite(train_config):
     tr = Trainer(_cfg(train_config))
     m = tr.train_step(next(iter(tr.data)))
     assert torch.isfinite(torch.tensor(m["loss"])) and m["grad_norm"] > 0
+
+
+def test_shipped_stage_configs_validate():
+    from pathlib import Path
+
+    from training.config import load_train_config
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml")):
+        cfg = load_train_config(path)
+        assert cfg.model.preset in ("debug", "toy", "2b", "8b")

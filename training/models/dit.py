@@ -19,15 +19,16 @@ from torch import nn
 
 from training.models.rope import apply_rope, joint_tables
 
-# name -> (hidden, heads, double blocks, single blocks, text_dim); text_dim is the conditioner width.
+# name -> DiT args; text_dim is the conditioner width; rope_ref is the patch grid side where RoPE is plain
+# axial (32 = 512 px with an 8x VAE and patch 2; 8 = the 32-px toy with patch 4).
 PRESETS: dict[str, dict] = {
     "debug": dict(hidden_size=64, num_heads=4, depth_double=1, depth_single=1, text_dim=32, in_channels=4),
     "toy": dict(hidden_size=128, num_heads=4, depth_double=2, depth_single=2, text_dim=64, in_channels=3,
                 patch_size=4, rope_ref=8),
     "2b": dict(hidden_size=1536, num_heads=24, depth_double=12, depth_single=24, text_dim=2048, in_channels=16,
-               rope_ref=64),
+               rope_ref=32),
     "8b": dict(hidden_size=3072, num_heads=24, depth_double=12, depth_single=28, text_dim=4096, in_channels=16,
-               rope_ref=64),
+               rope_ref=32),
 }
 
 
