@@ -9,7 +9,8 @@ Layout (under the export folder):
 Each sample is two members with the same key (the sample id, 32 hex characters, no dots):
 `<key>.jpg`, RGB JPEG re-encoded with the long side <= max_side (never upscaled, never cropped), and
 `<key>.json`: {"id","key","source","uri","width","height","orig_width","orig_height","aspect_bucket",
-"aspect_buckets","captions":{style:{lang:text}},"caption_meta","styles","signals","tags","cluster_path"}.
+"aspect_buckets","captions":{style:{lang:text}},"styles","signals","tags","cluster_path"}, with the same
+keys and value types in every sample ("" for a missing caption or string signal, NaN for a missing number).
 Members are written with fixed metadata (mtime 0, uid 0, mode 0644), so the same input gives the same
 bytes. A shard is written to a hidden temporary name and renamed when complete.
 """

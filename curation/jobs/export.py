@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pyarrow as pa
 from curation.config import CurateConfig, ExportConfig
 from curation.io.aspect_buckets import Ladders
 from curation.io.shard_writer import ShardWriter, jsonable
+from schemas.captions import CAPTION_LANGS, CAPTION_STYLES
 from tools import runs
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class SampleMeta:
     needs_image = False
     columns = {"aspect_bucket": pa.string(), "aspect_buckets": pa.string(), "meta": pa.string()}
 
-    def __init__(self, cfg: ExportConfig, signals: tuple[str, ...]):
+    def __init__(self, cfg: ExportConfig, signals: tuple[tuple[str, str], ...]):
         self.resolutions, self.ratios, self.divisible = cfg.resolutions, cfg.aspect_ratios, cfg.divisible
         self.signals = signals
 
@@ -59,28 +61,43 @@ class SampleMeta:
         return pd.DataFrame(out, index=batch.index, columns=list(self.columns))
 
 
-def sample_json(rec: dict, primary: str, per: dict, signals: tuple[str, ...]) -> dict:
-    captions, meta = {}, {}
+def sample_json(rec: dict, primary: str, per: dict, signals: tuple[tuple[str, str], ...]) -> dict:
+    """The sample's JSON. Every sample has the same keys and value types (HF `datasets` fixes one schema
+    from the first examples and fails on, or silently drops, anything else): every style and language is
+    present ("" when missing), string signals are "" and numeric ones NaN when missing."""
+    captions = {s: {lang: "" for lang in CAPTION_LANGS} for s in CAPTION_STYLES}
     for c in rec["captions"] if rec["captions"] is not None else []:
-        captions.setdefault(c["style"], {})[c["lang"]] = c["text"]
-        meta.setdefault(c["style"], {})[c["lang"]] = {"model": c["model"], "prompt_version": c["prompt_version"]}
-    styles = sorted(f"{s}_{lang}" for s, langs in captions.items() for lang in langs)
+        captions[c["style"]][c["lang"]] = c["text"]
+    styles = sorted(f"{s}_{lang}" for s, langs in captions.items() for lang, t in langs.items() if t)
     return {
-        "id": rec["id"], "key": rec["id"], "source": rec.get("source"), "uri": rec.get("uri"),
+        "id": rec["id"], "key": rec["id"], "source": rec.get("source") or "", "uri": rec.get("uri") or "",
         "orig_width": int(rec["width"]), "orig_height": int(rec["height"]),
-        "aspect_bucket": primary, "aspect_buckets": per, "captions": captions, "caption_meta": meta,
-        "styles": styles, "signals": {k: jsonable(rec.get(k)) for k in signals},
+        "aspect_bucket": primary, "aspect_buckets": per, "captions": captions, "styles": styles,
+        "signals": {k: _signal(rec.get(k), kind) for k, kind in signals},
         "tags": jsonable(rec.get("tags")) or [], "cluster_path": jsonable(rec.get("cluster_path")) or [],
     }
 
 
-def signal_columns(df) -> tuple[str, ...]:
-    """Scalar columns of a funnel table that are signals (numbers and short strings, not lists or bytes)."""
+def _signal(v, kind: str):
+    v = jsonable(v)
+    if kind == "str":
+        return "" if v is None else str(v)
+    return math.nan if v is None else float(v)
+
+
+def signal_columns(df) -> tuple[tuple[str, str], ...]:
+    """(name, num|str) of the scalar columns of a funnel table that are signals (not lists or bytes)."""
     from pyspark.sql import types as T
 
-    scalar = (T.NumericType, T.StringType, T.BooleanType)
-    return tuple(f.name for f in df.schema.fields
-                 if f.name not in _NOT_SIGNALS and isinstance(f.dataType, scalar))
+    out = []
+    for f in df.schema.fields:
+        if f.name in _NOT_SIGNALS:
+            continue
+        if isinstance(f.dataType, (T.NumericType, T.BooleanType)):
+            out.append((f.name, "num"))
+        elif isinstance(f.dataType, T.StringType):
+            out.append((f.name, "str"))
+    return tuple(out)
 
 
 def captioned(spark, run_dir: Path, table: str):
@@ -96,7 +113,7 @@ def captioned(spark, run_dir: Path, table: str):
     df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull())
     if table != "stage1":  # later tables may not carry every stage-1 signal: take the missing ones
         s1 = read_table(spark, str(runs.stage_dir(run_dir, "stage1")), "stage1")
-        extra = [c for c in signal_columns(s1) if c not in df.columns]
+        extra = [c for c, _ in signal_columns(s1) if c not in df.columns]
         df = df.join(s1.select("id", *extra), "id", "left")
     return df.join(caps, "id", "left")
 
