@@ -79,6 +79,7 @@ def test_bad_config_fails_with_the_key(train_config):
     assert "optim.lr" in str(e.value) and "data" in str(e.value)
 
 
+@pytest.mark.slow
 def test_cli_trains_then_generates(train_config, tmp_path, run_cli):
     import yaml
 

@@ -32,7 +32,6 @@ SD3_TINY = dict(sample_size=32, patch_size=2, in_channels=4, out_channels=4, num
 
 def build(name: str, smoke: bool, device):
     """(model, step input builder) for 'ours' or 'sd3'."""
-    import torch
     from diffusers import SD3Transformer2DModel
 
     from training.models.dit import preset
@@ -105,10 +104,6 @@ def bench_one(name: str, compiled: bool, a, device) -> dict:
         times.append(time.perf_counter() - t0)
     params = sum(p.numel() for p in model.parameters())
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    del model, opt
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
     return {"model": name, "compiled": compiled, "params": params, "step_s": statistics.median(times),
             "flops": flops, "peak_tflops": peak_tflops(device), "max_mem_gib": mem}
 
@@ -137,6 +132,9 @@ def main() -> None:
         for name in ("sd3", "ours"):
             log(f"{name} compiled={compiled} ...")
             rows.append(bench_one(name, compiled, a, device))
+            if device.type == "cuda":  # the model is gone with bench_one's frame: start the next one clean
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
     flops = {r["model"]: r["flops"] for r in rows if r["flops"]}
     for r in rows:
         r["flops"] = flops[r["model"]]  # counted eagerly; compiling does not change the model's FLOPs
@@ -147,7 +145,8 @@ def main() -> None:
     for r in rows:
         r["time_vs_sd3"] = r["step_s"] / base[r["compiled"]]
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
-    print(f"machine: {machine}; batch {a.batch} at {a.size}px ({(a.size // 16) ** 2} image + {a.text_len} text tokens)")
+    tokens = (a.size // 16) ** 2
+    print(f"machine: {machine}; batch {a.batch} at {a.size}px ({tokens} image + {a.text_len} text tokens)")
     print("| model | compiled | params | step s | TFLOP/step | TFLOP/s | MFU | time vs SD3 | max mem GiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
