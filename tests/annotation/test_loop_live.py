@@ -108,6 +108,14 @@ def test_images_are_served_from_local_storage(loop, ls_client, ls_server):
     assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
 
 
+def test_server_listens_on_loopback_only(ls_server):
+    port = f"{ls_server.port:04X}"
+    listening = [line.split()[1] for name in ("/proc/net/tcp", "/proc/net/tcp6") if Path(name).exists()
+                 for line in Path(name).read_text().splitlines()[1:]
+                 if line.split()[1].endswith(":" + port) and line.split()[3] == "0A"]
+    assert listening and all(a.startswith(("0100007F:", "00000000000000000000000001000000:")) for a in listening)
+
+
 def test_repeating_a_round_creates_no_duplicates(loop, ls_client):
     before = _project_tasks(ls_client, loop["dir"])
     labels_before = pq.read_table(loop["dir"] / "labels").num_rows
