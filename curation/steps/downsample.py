@@ -167,8 +167,9 @@ def check(spark, schema, cfg) -> None:
     try:
         empty.select(leaf_column(cfg)).orderBy(*sort_keys(cfg)).schema
     except (AnalysisException, ParseException) as e:
-        raise ValueError(f"downsample.quality {list(cfg.quality)} does not fit the input: "
-                         f"{str(e).strip().splitlines()[0]}. Give Spark SQL sort keys such as 'aesthetic DESC'") from None
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(f"downsample.quality {list(cfg.quality)} does not fit the input: {first}. "
+                         f"Give Spark SQL sort keys such as 'aesthetic DESC'") from None
 
 
 def leaf_sizes(df, cfg) -> dict[str, int]:
