@@ -225,9 +225,10 @@ def run_round(loop_dir: Path, client, redo: int | None = None, stop_after: str |
     cfg = loop_config.load(loop_dir)
     rnd = Round(loop_dir, redo) if redo else current_round(loop_dir)
     if redo:
-        rnd.mark("select")  # keep its selection; the rest runs again and must change nothing in Label Studio
+        if not (rnd.dir / "selected.json").exists():
+            raise FileNotFoundError(f"round {redo} has no selection in {rnd.dir}; there is nothing to redo")
         state = rnd.state()
-        state["done"] = ["select"]
+        state["done"] = ["select"]  # keep its selection; the rest runs again and must add nothing to Label Studio
         _write_json(rnd.dir / "state.json", state)
     pool = load_pool(Path(cfg.pool), cfg.features)
     steps = {"select": lambda: step_select(rnd, cfg, pool), "push": lambda: step_push(rnd, cfg, pool, client),
