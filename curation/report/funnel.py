@@ -114,9 +114,9 @@ def write_report(run_dir: str | Path) -> Path:
     last_dir = runs.stage_dir(run_dir, last_st.table)
     dropped = last["output"].get("dropped", {})
     errors = last["output"].get("errors", {})
-    # Downsampling has no rules of its own: show the thresholds of the last stage that has some.
-    rules = next((m["config"][st.name]["rules"] for st, m in reversed(done) if st.name != "ingest"
-                  and m.get("config", {}).get(st.name, {}).get("rules")), [])
+    # Every stage's thresholds, in funnel order: later tables carry the earlier signals (stage 2 keeps
+    # stage 1's) and downsampling has no rules of its own; signals the last table lacks are skipped.
+    rules = [r for st, m in done if st.name != "ingest" for r in m.get("config", {}).get(st.name, {}).get("rules", [])]
     sections = [
         ("Funnel", bar_chart(_funnel(done), "bar ok")),
         ("Dropped by rule", bar_chart(dict(sorted(dropped.items(), key=lambda kv: -kv[1])), "bar drop")
