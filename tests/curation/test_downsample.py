@@ -213,6 +213,7 @@ def test_level_stats_numbers_are_the_definitions():
 
 
 @pytest.mark.spark
+@pytest.mark.slow  # two `sluice` processes, each starting its own Spark
 def test_cli_downsample_then_mix(spark, tmp_path, run_cli):
     from tools.synthetic_pool import write_synthetic_pool
 

@@ -54,6 +54,7 @@ def _per_pool(spark, run):
 
 
 @pytest.mark.spark
+@pytest.mark.slow  # pools of 100k rows, as the issue asks
 def test_mix_hits_every_quota_with_repeats_under_the_cap(spark, run_dir):
     from curation.jobs import mix
     from tools.tables import open_table
