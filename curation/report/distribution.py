@@ -25,7 +25,7 @@ BINS_PER_DECADE = 4
 
 def _entropy(p: np.ndarray) -> float:
     p = p[p > 0]
-    return float(-(p * np.log2(p)).sum()) if len(p) else 0.0
+    return float(-(p * np.log2(p)).sum()) + 0.0 if len(p) else 0.0  # + 0.0: no "-0" in the table
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:
@@ -123,15 +123,18 @@ def paired_log_histogram(hist: dict, title: str, width: int = 420, height: int =
     top, n = max(hb + ha + [1]), len(hb)
     pad, plot_h, bw = 4, height - 30, (width - 8) / max(n, 1)
     parts = [f'<figure class="hist"><figcaption>{html.escape(title)} <span class="n">'
-             f'(x: cluster size, log scale; grey before, blue after; {hist["after_empty"]} emptied)</span>'
+             f'(x: cluster size, log scale; y: clusters; grey before, blue after; {hist["after_empty"]} emptied)</span>'
              f'</figcaption><svg width="{width}" height="{height}" role="img">']
     for i in range(n):
         for j, (c, fill) in enumerate(((hb[i], "#9ca3af"), (ha[i], "#3b82f6"))):
             h = plot_h * c / top
             parts.append(f'<rect x="{pad + i * bw + j * bw / 2:.1f}" y="{plot_h - h:.1f}" '
                          f'width="{max(bw / 2 - 1, 1):.1f}" height="{h:.1f}" fill="{fill}"/>')
-    parts.append(f'<text x="{pad}" y="{height - 6}">1</text><text x="{width - pad}" y="{height - 6}" '
-                 f'text-anchor="end">{edges[-1]:.3g}</text></svg></figure>')
+    for decade in range(0, n // BINS_PER_DECADE + 1):  # a tick label per power of ten
+        x = pad + decade * BINS_PER_DECADE * bw
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{plot_h}" y2="{plot_h + 4}" stroke="#666"/>'
+                     f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle">{10 ** decade:g}</text>')
+    parts.append("</svg></figure>")
     return "".join(parts)
 
 
