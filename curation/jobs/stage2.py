@@ -71,7 +71,16 @@ def check(spark, cfg: CurateConfig) -> None:
                          f"{str(e).strip().splitlines()[0]}") from None
     from curation.signals.embed import make_embedder
 
-    make_embedder(cfg.stage2.embed.model)  # a bad spec fails here, not in a worker
+    c2 = cfg.stage2
+    make_embedder(c2.embed.model)  # a bad spec, head or vocabulary fails here, not in a worker
+    if c2.aesthetic.head:
+        from curation.signals.aesthetic import AestheticSignal
+
+        AestheticSignal(head=c2.aesthetic.head, model=c2.embed.model).load()  # numpy or torch.load: cheap
+    if c2.concepts.enabled:
+        from curation.signals.concepts import load_vocabulary
+
+        load_vocabulary(c2.concepts.vocabularies)
 
 
 def scale_levels(levels: tuple[int, ...], rows: int, per_cluster: int) -> list[int]:

@@ -27,12 +27,10 @@ def read_state(path: Path) -> dict[str, np.ndarray]:
     """Tensors of a head file as numpy arrays (safetensors without torch; .pth/.pt with torch)."""
     if not path.is_file():
         raise FileNotFoundError(f"aesthetic head {path} does not exist; give stage2.aesthetic.head a weights file")
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        return dict(load_file(str(path)))
     from tools.deps import require
 
+    if path.suffix == ".safetensors":
+        return dict(require("safetensors.numpy", extra="embed").load_file(str(path)))
     torch = require("torch", extra="embed")
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     state = state.get("state_dict", state) if isinstance(state, dict) else state

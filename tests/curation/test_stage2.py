@@ -171,7 +171,9 @@ def test_bad_config_fails_before_any_work(spark, tmp_path):
     for patch, err, needle in (
             ({"rules": [{"name": "x", "keep_if": "no_such_col > 1"}]}, RuleError, "no_such_col"),
             ({"dedup": {"keep_order": "aesthetic DESCENDING"}}, ValueError, "keep_order"),
-            ({"embed": {"model": "clip-large"}}, ValueError, "open_clip:NAME")):
+            ({"embed": {"model": "clip-large"}}, ValueError, "open_clip:NAME"),
+            ({"aesthetic": {"head": str(tmp_path / "none.pth")}}, FileNotFoundError, "does not exist"),
+            ({"concepts": {"vocabularies": ["nope"]}}, FileNotFoundError, "nope")):
         with pytest.raises(err, match=needle):
             stage2.check(spark, CurateConfig.model_validate({"stage2": patch}))
 
