@@ -175,10 +175,10 @@ def report(results: dict, budgets: list[int], args, n_pool: int, n_test: int, po
           + ", ".join(f"{s} {reach[s] if reach[s] is not None else f'>{budgets[-1]}'}" for s in results))
     if args.json:
         args.json.write_text(json.dumps({"budgets": budgets, "results": results, "reach": reach}, indent=1))
-    plot(mean, std, budgets, target, args.out)
+    plot(mean, std, budgets, target, args.out, f"{args.pool} pool: active learning vs random selection")
 
 
-def plot(mean, std, budgets, target, out: Path) -> None:
+def plot(mean, std, budgets, target, out: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,7 +192,7 @@ def plot(mean, std, budgets, target, out: Path) -> None:
     ax.axhline(target, ls=":", color="grey", lw=1)
     ax.set_xlabel("labels")
     ax.set_ylabel("held-out accuracy")
-    ax.set_title("Structure defects: active learning vs random selection")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
