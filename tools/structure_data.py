@@ -302,6 +302,37 @@ def procedural_background(rng: np.random.Generator) -> Image.Image:
     return _grain(image, rng.uniform(1, 6), rng)
 
 
+def collage_background(photos: list[tuple[str, Image.Image]], rng: np.random.Generator) -> Image.Image:
+    """A dead-leaves collage: shapes filled with patches of the photos, large to small.
+
+    Thirteen photos are few backgrounds; occluding shapes cut from them at random scales make new
+    layouts, clutter and texture boundaries, the statistics of natural images without new photos.
+    """
+    w, h = int(rng.integers(320, 900)), int(rng.integers(320, 900))
+    canvas = photo_variant(photos[int(rng.integers(len(photos)))][1], rng).resize((w, h))
+    n = int(rng.integers(12, 60))
+    for i in range(n):
+        r = max(6, int(max(w, h) * rng.uniform(0.04, 0.45) * (1 - 0.7 * i / n)))  # big leaves first
+        bw, bh = int(r * rng.uniform(0.6, 2.0)), int(r * rng.uniform(0.6, 2.0))
+        x, y = int(rng.integers(-bw // 2, w)), int(rng.integers(-bh // 2, h))
+        src = photos[int(rng.integers(len(photos)))][1]
+        scale = rng.uniform(0.25, 1.5)
+        sw, sh = max(2, min(src.width, int(bw / scale))), max(2, min(src.height, int(bh / scale)))
+        sx, sy = int(rng.integers(0, src.width - sw + 1)), int(rng.integers(0, src.height - sh + 1))
+        patch = src.crop((sx, sy, sx + sw, sy + sh)).resize((bw, bh), Image.Resampling.BILINEAR)
+        patch = ImageEnhance.Color(patch).enhance(rng.uniform(0.3, 1.6))
+        patch = ImageEnhance.Brightness(patch).enhance(rng.uniform(0.6, 1.4))
+        if rng.random() < 0.5:
+            patch = patch.transpose(Image.Transpose.ROTATE_90).resize((bw, bh))
+        mask = Image.new("L", (bw, bh), 0)
+        _shape(ImageDraw.Draw(mask), ["circle", "rect", "rounded", "hexagon", "diamond"][int(rng.integers(5))],
+               (0, 0, bw - 1, bh - 1), 255)
+        canvas.paste(patch, (x, y), mask)
+    if rng.random() < 0.5:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    return canvas
+
+
 def _grain(image: Image.Image, sigma: float, rng: np.random.Generator) -> Image.Image:
     noise = rng.normal(0, sigma, (image.height, image.width, 1)).astype(np.float32)
     return Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
@@ -912,6 +943,8 @@ def make_record(photos, index: int, seed: int, pages=(), procedural: float = 0.0
     kind = _draw_kind(rng, bool(pages))
     if rng.random() < procedural:
         subject, photo = "procedural", None
+        if rng.random() < 0.7:
+            subject, photo = "collage", collage_background(photos, rng)
     else:
         subject, photo = photos[int(rng.integers(len(photos)))]
     page = pages[int(rng.integers(len(pages)))] if pages else None
@@ -957,7 +990,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=600)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--split", choices=["train", "heldout"], default="heldout")
-    p.add_argument("--procedural", type=float, default=0.0, help="share of procedural backgrounds")
+    p.add_argument("--procedural", type=float, default=0.0,
+                   help="share of made-up backgrounds (collages of the split's photos, gradients, noise)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     print(write_set(args.out, args.split, args.n, args.seed, args.procedural))

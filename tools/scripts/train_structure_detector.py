@@ -1,7 +1,7 @@
 """Train the structure detector (watermark, logo, text overlay) on generated data; export ONNX and a model card.
 
     pip install torch==2.13.0 onnx   # CPU torch; no torchvision or timm needed
-    python tools/scripts/train_structure_detector.py [--n-train 12000] [--n-val 800] [--budget-min 19]
+    python tools/scripts/train_structure_detector.py [--n-train 18000] [--n-val 800] [--budget-min 19]
         [--epochs 10] [--seed 0] [--workers 2] [--threads 2] [--cache /tmp/structure_data]
 
 1. Renders a training set with `tools.structure_data` from the TRAIN photo subjects (plus procedural
@@ -40,7 +40,6 @@ from tools import structure_data as sd  # noqa: E402
 log = logging.getLogger("train_structure")
 WEIGHTS = REPO / "curation" / "signals" / "weights"
 VAL_SEED_OFFSET = 10_000  # held-out seeds never overlap training seeds
-PROCEDURAL = 0.15
 CELLS = INPUT_SIZE // 32  # the final feature map: 8 x 8 cells, each also supervised with where the marks are
 DENSE_FULL = 0.03  # a cell whose area is this much covered by a mark is a full positive
 
@@ -372,6 +371,8 @@ def write_card(path: Path, info: dict) -> None:
     hist = "\n".join(f"| {e['epoch']} | {e['steps']} | {e['loss']:.4f} | {e['val']['watermark']:.3f} | "
                      f"{e['val']['logo']:.3f} | {e['val']['text_overlay']:.3f} | {e['elapsed_s']} |" for e in tr["history"])
     a = info["args"]
+    bar = "; ".join(f"{h} {'meets it' if min(m[h]['precision'], m[h]['recall']) >= 0.9 else 'does not'} "
+                    f"(P {m[h]['precision']:.2f}, R {m[h]['recall']:.2f})" for h in ("watermark", "text_overlay"))
     text = f"""# structure_v1: watermark, logo and text-overlay detector
 
 `structure_v1.onnx` gives `s_watermark`, `s_logo` and `s_text_overlay` in stage 1 (`curation/signals/structure.py`).
@@ -381,8 +382,9 @@ trains this one itself on data it generates (DESIGN rule 9). Retrain it with the
 ## Data
 
 Made by `tools/structure_data.py` (deterministic in the seed), over real photos from `tools.sample_corpus.real_photos()`
-with random crops, rescales (long side 320-960), flips and colour jitter, plus {PROCEDURAL:.0%} procedural backgrounds
-(gradients, fractal noise, blobs) in training. Phrases are Chinese and English (WenQuanYi Micro Hei for CJK; the
+with random crops, rescales (long side 320-960), flips and colour jitter. In training {a['procedural']:.0%} of the
+backgrounds are made up: 70% dead-leaves collages (shapes cut from the training photos, large to small: new
+layouts and texture boundaries from few photos), 30% gradients, fractal noise and blobs. Phrases are Chinese and English (WenQuanYi Micro Hei for CJK; the
 Latin fonts fontconfig lists: DejaVu, Liberation). Labels (multi-label, 0/1):
 
 * **watermark**: semi-transparent text or emblems: centred, diagonal, tiled, corner marks (`© 摄影网`, `stock photo`,
@@ -404,7 +406,7 @@ Every image goes through a JPEG round trip (quality 60-95 in training, 75-95 hel
 
 | split | photo subjects | seeds | images |
 |---|---|---|---|
-| train | {', '.join(sorted(set(s for s, _ in sd.real_photos()) - set(sd.HELDOUT_SUBJECTS)))}; page; procedural | {a['seed']} | {a['n_train']} |
+| train | {', '.join(sorted(set(s for s, _ in sd.real_photos()) - set(sd.HELDOUT_SUBJECTS)))}; page; collages and gradients/noise (40% of backgrounds) | {a['seed']} | {a['n_train']} |
 | held-out | {', '.join(sd.HELDOUT_SUBJECTS)}; text | {a['seed'] + VAL_SEED_OFFSET} | {a['n_val']} |
 
 ## Model
@@ -421,9 +423,12 @@ AdamW (lr {a['lr']}, weight decay {a['wd']}), batch {a['batch']}, warm-up then c
 (head weights {', '.join(f'{w:g}' for w in a['head_weights'])})
 + {a['dense_weight']} x per-cell BCE against the marks' coverage of each 32x32 cell (full at {DENSE_FULL:.0%});
 random horizontal flips; the first {a['low_res_frac']:.0%} of training at {a['low_res']} px (area-downsampled), the rest at
-{INPUT_SIZE} px; CPU, torch {info['torch']}, {a['threads']} threads, seed {a['seed']}.
+{INPUT_SIZE} px; CPU, torch {info['torch']}, {a['threads']} thread(s), seed {a['seed']}.
 {tr['steps']} steps ({tr['samples_seen']:,} samples seen) in {tr['train_s'] / 60:.1f} min of training
 (data rendering {info['render_s'] / 60:.1f} min, {a['workers']} processes) on a shared 2-core machine.
+Training stops at `--budget-min` of wall time, so a faster or slower machine runs a different number of steps
+and gives similar, not identical, weights; held-out AUCs of the early epochs are measured at 256 px while
+training ran at the lower resolution.
 
 | epoch | steps | train loss | held-out AUC watermark | logo | text_overlay | elapsed s |
 |---|---|---|---|---|---|---|
@@ -437,6 +442,8 @@ negative for the head but scored >= 0.5 (for text_overlay: the false-drop rate o
 | head | pos / neg | precision | recall | AUC | scene FP |
 |---|---|---|---|---|---|
 {rows}
+
+Against the issue's bar (precision and recall >= 0.9 at 0.5 for watermark and text_overlay): {bar}.
 
 Share of images flagged (>= 0.5) by each head, per kind that shows (two kinds combined are pooled by group):
 
@@ -467,6 +474,8 @@ shared machine; expect less on a quiet one.
 python3 -m venv /tmp/sttrain && /tmp/sttrain/bin/pip install torch==2.13.0 onnx onnxruntime -e ".[vision]"
 /tmp/sttrain/bin/python tools/scripts/train_structure_detector.py {info['command_args']}
 ```
+
+Add `--cache DIR` to keep the rendered sets between runs (about 3.5 GB for 18,000 images).
 """
     path.write_text(text, encoding="utf-8")
 
@@ -492,7 +501,9 @@ def _reproducible_args(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n-train", type=int, default=12000)
+    p.add_argument("--n-train", type=int, default=18000)
+    p.add_argument("--procedural", type=float, default=0.4,
+                   help="share of training backgrounds made up: collages of the train photos (70%%), gradients/noise")
     p.add_argument("--n-val", type=int, default=800)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--budget-min", type=float, default=19.0, help="stop training after this many minutes")
@@ -521,7 +532,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     t0 = time.time()
-    data = render_set("train", args.n_train, args.seed, PROCEDURAL, args.workers, args.cache)
+    data = render_set("train", args.n_train, args.seed, args.procedural, args.workers, args.cache)
     val_seed = args.seed + VAL_SEED_OFFSET
     val = render_set("heldout", args.n_val, val_seed, 0.0, args.workers, args.cache)
     render_s = time.time() - t0
