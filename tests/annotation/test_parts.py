@@ -226,3 +226,22 @@ def test_inline_images_and_file_names_for_servers_that_cannot_see_our_disk(tmp_p
     assert all((tmp_path / "sluice/1" / r.split("/")[-1]).exists() for r in local.values())
     tasks = build_tasks([{"id": "broken", "caption": None, "uri": None}], refs, 2)
     assert tasks == [{"data": {"sample_id": "broken", "image": "", "caption": "", "uri": "", "round": 2}}]
+
+
+@pytest.mark.spark
+def test_probe_runs_in_spark_and_a_stage_rule_uses_its_column(tmp_path, spark):
+    from curation.config import Rule
+    from curation.signals.probe import Probe
+    from curation.spark import apply_scorer
+    from curation.steps.decide import check_rules, decide
+
+    out, X, y = _probe_dir(tmp_path)
+    rows = [(f"r{i}", float(X[200 + i, 0]), float(X[200 + i, 1]), float(X[200 + i, 2]), None) for i in range(100)]
+    df = spark.createDataFrame(rows, "id string, q_a double, q_b double, s_c double, error string")
+    scored = apply_scorer(df, Probe(out))
+    rule = Rule(name="not_valuable", keep_if="p_valuable >= 0.5")
+    check_rules(spark, scored.schema, [rule], where="test")
+    decided = decide(scored, [rule], "stage2").toPandas().sort_values("id", key=lambda s: s.str[1:].astype(int))
+    kept = decided["drop_reason"].isna().astype(int).to_numpy()
+    assert len(decided) == 100 and (kept == y[200:]).mean() > 0.85
+    assert set(decided["drop_reason"].dropna()) == {"not_valuable"}
