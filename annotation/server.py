@@ -132,6 +132,7 @@ def start(data_dir: Path, port: int = 8080, host: str = "127.0.0.1", files_root:
     exe = _executable(venv)
     data_dir = Path(data_dir).absolute()
     files_root = Path(files_root or data_dir / "files").absolute()
+    env = _server_env(data_dir, files_root)  # fails before anything is created when the admin env is missing
     running = status(data_dir)
     if running is not None:
         raise ServerError(f"a server for {data_dir} already runs at {running.url} (pid {running.pid}); "
@@ -148,7 +149,7 @@ def start(data_dir: Path, port: int = 8080, host: str = "127.0.0.1", files_root:
            "--data-dir", str(data_dir)]
     with open(data_dir / "server.log", "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_server_env(data_dir, files_root), start_new_session=True)
+                                env=env, start_new_session=True)
     info = ServerInfo(pid=proc.pid, url=url, data_dir=str(data_dir), files_root=str(files_root), host=host, port=port)
     (data_dir / STATE_FILE).write_text(json.dumps(asdict(info), indent=2))
     _wait_healthy(proc, info, timeout)
