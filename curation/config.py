@@ -162,7 +162,10 @@ class Stage2Config(Frozen):
     concepts: ConceptsConfig = ConceptsConfig()
     dedup: DedupConfig = DedupConfig()
     cluster: ClusterConfig = ClusterConfig()
-    tiers: tuple[Tier, ...] = Field((), description="first match wins, in order; rows matching none get default_tier")
+    tiers: tuple[Tier, ...] = Field(
+        (Tier(name="A", when="coalesce(aesthetic, 6.0) >= 6.0 AND q_sharpness >= 20 AND least(width, height) >= 512"),
+         Tier(name="B", when="coalesce(aesthetic, 5.0) >= 5.0 AND q_sharpness >= 8")),
+        description="first match wins, in order; rows matching none get default_tier")
     default_tier: str = "C"
     rules: tuple[Rule, ...] = ()
 
