@@ -65,7 +65,6 @@ def main() -> None:
     desc.load()
     rows["descriptor-v1 (decode + embed)"] = _best(lambda: desc(batch))
     if not a.no_vit:
-        import open_clip
         import torch
 
         torch.set_num_threads(a.threads)
@@ -73,7 +72,6 @@ def main() -> None:
         vit = EmbedSignal(model="open_clip:ViT-B-32", device="cpu", batch_size=32)
         vit.load()
         rows["open_clip ViT-B-32 fp32 (decode + image + text)"] = _best(lambda: vit(batch), repeats=2)
-        del open_clip
     base = rows["decode (long side 256)"]
     print(f"\n{a.n} JPEGs 1024x768, {a.threads} thread(s), {cpu_model()}, best of 2-3\n")
     print("| step | images/s | time vs decode |\n|---|---|---|")
