@@ -50,6 +50,17 @@ def _spread(spark, df, rows: int, rows_per_task: int = 500):
     return df.repartition(target) if df.rdd.getNumPartitions() < target else df
 
 
+def _with_disabled_signals(df):
+    """Null columns for the signals the config turned off: the table keeps one schema whatever was on,
+    and a rule on a signal that was not computed keeps every row (decide treats null as 'cannot say')."""
+    from pyspark.sql import functions as F
+
+    from curation.spark import to_spark_type
+
+    return df.select("*", *[F.lit(None).cast(to_spark_type(f.type)).alias(f.name)
+                            for f in get_schema(TABLE) if f.name not in df.columns])
+
+
 def check(spark, cfg: CurateConfig) -> None:
     """Fail before any work when a rule does not fit the stage-1 schema."""
     check_rules(spark, to_spark(get_schema(TABLE)), cfg.stage1.rules, where="stage1.rules")
@@ -64,7 +75,7 @@ def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
     rows_in = runs.read_manifest(raw_dir)["output"]["rows"]
     raw = _spread(spark, read_table(spark, str(raw_dir), "raw"), rows_in)
     signals = build_signals(cfg.stage1)
-    scored = raw.transform(apply_scorer, ImageSignals(signals))
+    scored = _with_disabled_signals(raw.transform(apply_scorer, ImageSignals(signals)))
     decided = decide(scored, cfg.stage1.rules, stage=TABLE)
     with timer("score_decide_write"):
         write_table(decided.select(*get_schema(TABLE).names), str(out_dir), TABLE)
