@@ -69,10 +69,13 @@ def run(spark, run_dir: str | Path, cfg: CurateConfig, force: bool = False) -> d
     pools = _pools(spark, run_dir, mcfg)
     quotas = [p.quota for p, *_ in pools]
     available = [n for *_, n in pools]
+    # An empty pool does not stop the mix: the audit shows it short with nothing achieved.
     empty = [p.name for p, *_, n in pools if n == 0]
+    if len(empty) == len(pools):
+        raise ValueError(f"every mix pool ({empty}) holds no rows; check their concepts, where filters and tables")
     if empty:
-        raise ValueError(f"mix pools {empty} hold no rows; check their where filters and tables")
-    size = mcfg.size or default_size(quotas, available)
+        log.warning("mix pools %s hold no rows; the audit marks them short", empty)
+    size = mcfg.size or default_size(*zip(*[(q, a) for q, a in zip(quotas, available) if a > 0]))
     parts, audit = [], []
     for (p, path, where, df, n), target in zip(pools, targets(quotas, size)):
         rows, a = draw(df, p.name, target, n, mcfg.max_copies, mcfg.seed)

@@ -96,6 +96,18 @@ def test_short_pool_stops_at_the_cap_and_says_so(spark, run_dir):
 
 
 @pytest.mark.spark
+def test_an_empty_pool_is_audited_short_and_the_rest_still_mix(spark, run_dir):
+    from curation.jobs import mix
+
+    pools = (MixPool(name="general", quota=0.9), MixPool(name="unicorns", quota=0.1, concepts=("unicorn",)))
+    m = mix.run(spark, run_dir, CurateConfig(mix=MixConfig(pools=pools)), force=True)
+    audit = {a["id"]: a for a in m["mix"]["audit"]}
+    assert audit["unicorns"]["short"] and audit["unicorns"]["achieved_rows"] == 0
+    assert audit["general"]["achieved_rows"] == audit["general"]["target_rows"] == m["output"]["rows"]
+    assert audit["general"]["repeated_rows"] == 0  # the default size needs no repeats from a non-empty pool
+
+
+@pytest.mark.spark
 def test_bad_filter_fails_before_any_work(spark, run_dir):
     from curation.jobs import mix
 
