@@ -305,9 +305,10 @@ def mix_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, for
         m = mix.run(spark, output, cfg, force=force)
         lines = [f"mix -> {m['output']['path']}: {m['output']['rows']} rows"]
         for a in m["mix"]["audit"]:
+            why = "pool is empty" if a["available_rows"] == 0 else "repeat cap reached"
             lines.append(f"  {a['id']}: quota {a['quota']:.1%} achieved {a['achieved_share']:.1%} "
                          f"({a['achieved_rows']} of {a['target_rows']}, {a['repeated_rows']} repeats"
-                         f"{', SHORT: repeat cap reached' if a['short'] else ''})")
+                         f"{', SHORT: ' + why if a['short'] else ''})")
         return "\n".join(lines)
 
     _spark_job(config, set, master, spark_conf, verbose, work)
