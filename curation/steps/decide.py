@@ -17,23 +17,31 @@ class RuleError(ValueError):
     """A rule does not parse or names a column the table does not have."""
 
 
-def check_rules(spark, schema, rules, where: str) -> None:
-    """Analyse every rule against `schema` (no data is read): fail in seconds, naming the rule."""
+def check_expressions(spark, schema, named: list[tuple[str, str]], where: str, what: str,
+                      error: type[ValueError]) -> None:
+    """Analyse each (name, boolean SQL expression) against `schema` (no data is read): fail in seconds
+    with `error`, naming the `what` (e.g. "rule x keep_if") and the columns there are."""
     from pyspark.errors import AnalysisException, ParseException
     from pyspark.sql import functions as F
 
     empty = spark.createDataFrame([], schema)
+    for name, expr in named:
+        try:
+            empty.select(F.expr(expr).cast("boolean")).schema
+        except (AnalysisException, ParseException) as e:
+            first = str(e).strip().splitlines()[0]
+            raise error(f"{where}: {what.format(name=repr(name))} {expr!r} is invalid: {first}. "
+                        f"Columns available: {', '.join(schema.fieldNames())}") from None
+
+
+def check_rules(spark, schema, rules, where: str) -> None:
+    """Analyse every rule against `schema` (no data is read): fail in seconds, naming the rule."""
     names = set()
     for r in rules:
         if r.name in names:
             raise RuleError(f"{where}: two rules are named {r.name!r}; rule names are drop reasons and must differ")
         names.add(r.name)
-        try:
-            empty.select(F.expr(r.keep_if).cast("boolean")).schema
-        except (AnalysisException, ParseException) as e:
-            first = str(e).strip().splitlines()[0]
-            raise RuleError(f"{where}: rule {r.name!r} keep_if {r.keep_if!r} is invalid: {first}. "
-                            f"Columns available: {', '.join(schema.fieldNames())}") from None
+    check_expressions(spark, schema, [(r.name, r.keep_if) for r in rules], where, "rule {name} keep_if", RuleError)
 
 
 def decide(df, rules, stage: str):

@@ -15,21 +15,14 @@ class TierError(ValueError):
 
 def check_tiers(spark, schema, tiers, where: str) -> None:
     """Analyse every tier expression against `schema` (no data read): fail in seconds, naming the tier."""
-    from pyspark.errors import AnalysisException, ParseException
-    from pyspark.sql import functions as F
+    from curation.steps.decide import check_expressions
 
-    empty = spark.createDataFrame([], schema)
     seen = set()
     for t in tiers:
         if t.name in seen:
             raise TierError(f"{where}: two tiers are named {t.name!r}")
         seen.add(t.name)
-        try:
-            empty.select(F.expr(t.when).cast("boolean")).schema
-        except (AnalysisException, ParseException) as e:
-            first = str(e).strip().splitlines()[0]
-            raise TierError(f"{where}: tier {t.name!r} when {t.when!r} is invalid: {first}. "
-                            f"Columns available: {', '.join(schema.fieldNames())}") from None
+    check_expressions(spark, schema, [(t.name, t.when) for t in tiers], where, "tier {name} when", TierError)
 
 
 def _in_play():
