@@ -207,13 +207,19 @@ def calibrate_cmd(output: OutputOpt,
 
 
 def _spark_conf(cfg, stages) -> dict[str, str]:
-    """The config's Spark settings, plus GPU scheduling when stage 2 runs on a GPU cluster (config wins)."""
-    if not any(st.name == "stage2" for st in stages):
-        return cfg.spark.conf
+    """The config's Spark settings, plus GPU scheduling when stage 2's embedder or stage 3's in-process
+    captioner runs on a GPU cluster (config wins)."""
     from curation.signals.gpu import spark_gpu_conf
 
-    e = cfg.stage2.embed
-    return {**spark_gpu_conf(e.device, cfg.spark.master, e.gpus_per_task, e.gpus_per_executor), **cfg.spark.conf}
+    names = {st.name for st in stages}
+    gpu: dict[str, str] = {}
+    if "stage2" in names:
+        e = cfg.stage2.embed
+        gpu = spark_gpu_conf(e.device, cfg.spark.master, e.gpus_per_task, e.gpus_per_executor)
+    c = cfg.stage3.captioner
+    if not gpu and "stage3" in names and c.backend == "transformers":
+        gpu = spark_gpu_conf(c.device, cfg.spark.master, c.gpus_per_task, c.gpus_per_executor)
+    return {**gpu, **cfg.spark.conf}
 
 
 @app.command("stage2")

@@ -98,9 +98,26 @@ class Stage1Signals(Frozen):
     ocr: OcrConfig = OcrConfig()
 
 
+class ProbeRef(Frozen):
+    """A probe exported by `sluice annotate`, scored as column `p_<name>` before the stage's rules."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the column is p_<name>, e.g. p_valuable")
+    path: str = Field(min_length=1, description="the probe folder (probe.json + probe.joblib)")
+
+
+def _distinct_probes(v: tuple[ProbeRef, ...]) -> tuple[ProbeRef, ...]:
+    names = [p.name for p in v]
+    if len(set(names)) != len(names):
+        raise ValueError(f"probe names must differ (each writes column p_<name>), got {names}")
+    return v
+
+
 class Stage1Config(Frozen):
     signals: Stage1Signals = Stage1Signals()
+    probes: tuple[ProbeRef, ...] = Field((), description="probes scored after the signals; rules name p_<name>")
     rules: tuple[Rule, ...] = ()
+
+    _probes = field_validator("probes")(classmethod(lambda cls, v: _distinct_probes(v)))
 
 
 class EmbedConfig(Frozen):
@@ -139,6 +156,11 @@ class DedupConfig(Frozen):
     near: bool = True
     semantic: bool = True
     max_hamming: int = Field(10, ge=0, le=32, description="near: pHash bits that may differ")
+    candidates: Literal["lsh", "exact"] = Field(
+        "lsh", description="near: pairs to check from bit-sampling LSH (scales; recall per lsh.collision_probability) "
+                           "or exact pigeonhole banding (recall 1, ~0.8 N^2 checks at max_hamming 10)")
+    lsh_bits: int = Field(16, ge=1, le=40, description="near, lsh: sampled bits per table (bucket ~ N / 2^bits)")
+    lsh_tables: int = Field(24, ge=1, le=256, description="near, lsh: tables (more: higher recall, more entries)")
     semantic_threshold: float = Field(0.95, gt=0, le=1, description="semantic: cosine above which rows are duplicates")
     keep_order: str = Field("aesthetic DESC NULLS LAST, q_sharpness DESC NULLS LAST, width * height DESC",
                             description="Spark SQL ORDER BY: which member of a duplicate group is kept")
@@ -167,7 +189,10 @@ class Stage2Config(Frozen):
          Tier(name="B", when="coalesce(aesthetic, 5.0) >= 5.0 AND q_sharpness >= 8")),
         description="first match wins, in order; rows matching none get default_tier")
     default_tier: str = "C"
+    probes: tuple[ProbeRef, ...] = Field((), description="probes scored after the signals; tiers and rules name p_<name>")
     rules: tuple[Rule, ...] = ()
+
+    _probes = field_validator("probes")(classmethod(lambda cls, v: _distinct_probes(v)))
 
 
 class DownsampleConfig(Frozen):
@@ -259,8 +284,11 @@ class CaptionerConfig(Frozen):
     temperature: float = Field(0.2, ge=0)
     api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key")
     batch_size: int = Field(8, ge=1, description="transformers: images per generate() call")
-    device: str = Field("auto", description="transformers: auto (cuda when there is one), cpu, cuda, cuda:1")
+    device: str = Field("auto", description="transformers: auto (the GPU Spark gave the task, else cuda:0 when "
+                                            "there is one, else cpu), cpu, cuda, cuda:1")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    gpus_per_task: float = Field(1.0, gt=0, le=1, description="transformers: spark.task.resource.gpu.amount on a GPU cluster")
+    gpus_per_executor: int = Field(1, ge=1, description="transformers: spark.executor.resource.gpu.amount on a GPU cluster")
 
     @model_validator(mode="after")
     def _complete(self):

@@ -30,9 +30,9 @@ class TransformersCaptioner(CaptionerBase):
     def load(self) -> None:
         torch = require("torch", extra="caption")
         tf = require("transformers", extra="caption")
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        from curation.signals.gpu import pick_device
+
+        device = pick_device(self.device)  # the GPU Spark assigned this task wins over cuda:0
         dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
                  "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
         try:

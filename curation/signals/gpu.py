@@ -53,7 +53,7 @@ def pick_device(wanted: str = "auto") -> str:
 
     if not torch.cuda.is_available():
         if wanted.startswith("cuda"):
-            raise RuntimeError(f"stage2.embed.device is {wanted!r} but torch sees no GPU "
+            raise RuntimeError(f"device {wanted!r} (stage2.embed.device / stage3.captioner.device) but torch sees no GPU "
                                f"(torch {torch.__version__}); use device: auto or cpu, or install a CUDA build")
         return "cpu"
     if wanted.startswith("cuda:"):

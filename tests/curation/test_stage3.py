@@ -161,3 +161,38 @@ def test_cli_commands_plan_without_spark(run_cli, tmp_path):
     assert "stage3:" not in r.stdout.split("plan:")[1]
     r = run_cli("curate", "export", "-o", str(tmp_path))
     assert r.returncode == 2 and "sluice curate stage3" in r.stderr  # says what to run first
+
+
+def test_transformers_captioner_runs_under_spark(spark, synthetic, tmp_path):
+    """The in-process VLM through the Spark adapter: loaded once per worker, one row per style and language."""
+    from curation.jobs import stage3
+    from tools.tiny_vlm import save_tiny_blip
+
+    model = save_tiny_blip(tmp_path / "blip")
+    run, kinds = _fresh(synthetic, "tiny_blip")
+    cfg = CurateConfig.model_validate({"stage3": {"captioner": {
+        "backend": "transformers", "model": str(model), "styles": ["short"], "langs": ["en"],
+        "batch_size": 4, "device": "cpu", "max_tokens": 8}}})
+    m = stage3.run(spark, run, run / "stage3", cfg)
+    df = _captions(run)
+    kept_in = set(kinds["kept"]) | set(kinds["broken"])
+    vlm = df[df["style"] == "short"]
+    assert set(vlm["id"]) == kept_in and len(vlm) == len(kept_in)  # every kept sample: a caption or an error
+    assert vlm["model"].eq(str(model)).all() and vlm["prompt_version"].notna().all()
+    assert (vlm["text"].notna() | vlm["drop_reason"].notna() | vlm["error"].notna()).all()
+    assert m["output"]["samples"] == len(kept_in)
+
+
+def test_gpu_scheduling_follows_the_transformers_captioner():
+    from curation import pipeline
+    from curation.cli import _spark_conf
+
+    gpu = {"stage3": {"captioner": {"backend": "transformers", "model": "m", "gpus_per_task": 0.5}}}
+    on_cluster = CurateConfig.model_validate({**gpu, "spark": {"master": "spark://head:7077"}})
+    conf = _spark_conf(on_cluster, [pipeline.stage("stage3")])
+    assert conf["spark.task.resource.gpu.amount"] == "0.5"
+    assert conf["spark.executor.resource.gpu.discoveryScript"].endswith("gpu_discovery.sh")
+    assert _spark_conf(CurateConfig.model_validate(gpu), [pipeline.stage("stage3")]) == {}  # local: none
+    served = CurateConfig.model_validate({"spark": {"master": "spark://head:7077"}, "stage3": {"captioner": {
+        "backend": "served", "model": "m", "url": "http://127.0.0.1:1/v1"}}})
+    assert "spark.task.resource.gpu.amount" not in _spark_conf(served, [pipeline.stage("stage3")])
