@@ -7,6 +7,7 @@ from pathlib import Path
 
 from curation.config import CurateConfig, Stage1Config
 from curation.signals.analysis import ImageSignals
+from curation.signals.probe import probe_manifest
 from curation.spark import apply_scorer, read_table, write_table
 from curation.steps.decide import check_rules, decide
 from schemas.registry import get_schema
@@ -61,24 +62,33 @@ def _with_disabled_signals(df):
                             for f in get_schema(TABLE) if f.name not in df.columns])
 
 
-def check(spark, cfg: CurateConfig) -> None:
-    """Fail before any work when a rule does not fit the stage-1 schema."""
-    check_rules(spark, to_spark(get_schema(TABLE)), cfg.stage1.rules, where="stage1.rules")
+def check(spark, cfg: CurateConfig) -> tuple:
+    """Fail before any work when a probe or a rule does not fit the stage-1 schema; the probes."""
+    from curation.signals.probe import stage_probes, with_probe_columns
+
+    probes = stage_probes(cfg.stage1.probes, get_schema(TABLE).names, where="stage1.probes")
+    schema = with_probe_columns(to_spark(get_schema(TABLE)), probes)  # rules may name p_<probe>
+    check_rules(spark, schema, cfg.stage1.rules, where="stage1.rules")
+    return probes
 
 
 def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
     if not runs.prepare(out_dir, force):
         log.info("stage-1 table %s is done; skipping (use --force to redo it)", out_dir)
         return runs.read_manifest(out_dir)
-    check(spark, cfg)
+    probes = check(spark, cfg)
     timer = runs.Timer()
     rows_in = runs.read_manifest(raw_dir)["output"]["rows"]
     raw = _spread(spark, read_table(spark, str(raw_dir), "raw"), rows_in)
     signals = build_signals(cfg.stage1)
     scored = _with_disabled_signals(raw.transform(apply_scorer, ImageSignals(signals)))
+    if probes:  # after the signals they read, before the rules that name them
+        scored = scored.transform(apply_scorer, *probes)
     decided = decide(scored, cfg.stage1.rules, stage=TABLE)
     with timer("score_decide_write"):
-        write_table(decided.select(*get_schema(TABLE).names), str(out_dir), TABLE)
+        # p_<probe> columns are not in the schema: written after it, as extra columns
+        write_table(decided.select(*get_schema(TABLE).names, *[p.output for p in probes]), str(out_dir), TABLE,
+                    extra_ok=bool(probes))
     with timer("count"):
         counts = table_counts(str(out_dir))
     if counts["rows"] != rows_in:
@@ -88,6 +98,7 @@ def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
         "input": {"path": str(raw_dir), "records": rows_in},
         "output": {"path": str(out_dir), **counts},
         "signals": [repr(s) for s in signals],
+        "probes": probe_manifest(probes),
         "config": cfg.model_dump(mode="json"),
         "timings_s": timer.timings,
     }

@@ -55,12 +55,16 @@ def build_scorers(cfg: Stage2Config) -> tuple[tuple, dict[str, str]]:
     return tuple(scorers), notes
 
 
-def check(spark, cfg: CurateConfig) -> None:
-    """Fail before any work when a rule, tier or the keep order does not fit the stage-2 schema."""
+def check(spark, cfg: CurateConfig) -> tuple:
+    """Fail before any work when a probe, rule, tier or the keep order does not fit the stage-2 schema;
+    the probes."""
     from pyspark.errors import AnalysisException, ParseException
     from pyspark.sql import functions as F
 
-    schema = to_spark(get_schema(TABLE))
+    from curation.signals.probe import stage_probes, with_probe_columns
+
+    probes = stage_probes(cfg.stage2.probes, get_schema(TABLE).names, where="stage2.probes")
+    schema = with_probe_columns(to_spark(get_schema(TABLE)), probes)  # tiers and rules may name p_<probe>
     check_rules(spark, schema, cfg.stage2.rules, where="stage2.rules")
     check_tiers(spark, schema, cfg.stage2.tiers, where="stage2.tiers")
     order = cfg.stage2.dedup.keep_order
@@ -81,6 +85,7 @@ def check(spark, cfg: CurateConfig) -> None:
         from curation.signals.concepts import load_vocabulary
 
         load_vocabulary(c2.concepts.vocabularies)
+    return probes
 
 
 def scale_levels(levels: tuple[int, ...], rows: int, per_cluster: int) -> list[int]:
@@ -128,7 +133,8 @@ def _dedup_and_cluster(df, cfg: Stage2Config, live_rows: int) -> tuple[object, d
     if d.exact:
         df = dedup.exact_dedup(df, hash_col="content_hash", order=order)
     if d.near:
-        df = dedup.near_dedup(df, hash_cols=("phash", "phash_flip"), max_hamming=d.max_hamming, order=order)
+        df = dedup.near_dedup(df, hash_cols=("phash", "phash_flip"), max_hamming=d.max_hamming, order=order,
+                              candidates=d.candidates, lsh_bits=d.lsh_bits, lsh_tables=d.lsh_tables)
     df = df.localCheckpoint()
     c = cfg.cluster
     sample = cluster.sample_embeddings(df.filter("dup_of IS NULL"), c.sample_size, c.seed)
@@ -153,7 +159,7 @@ def run(spark, stage1_dir: Path, raw_dir: Path, out_dir: Path, cfg: CurateConfig
     if not runs.prepare(out_dir, force):
         log.info("stage-2 table %s is done; skipping (use --force to redo it)", out_dir)
         return runs.read_manifest(out_dir)
-    check(spark, cfg)
+    probes = check(spark, cfg)
     c2, timer = cfg.stage2, runs.Timer()
     s1_out = runs.read_manifest(stage1_dir)["output"]
     rows_in, live_rows = s1_out["rows"], s1_out.get("kept", s1_out["rows"])
@@ -163,14 +169,20 @@ def run(spark, stage1_dir: Path, raw_dir: Path, out_dir: Path, cfg: CurateConfig
         df, scorers, notes = _score(spark, s1, raw, c2, live_rows)
     with timer("dedup_cluster"):
         df, clusters = _dedup_and_cluster(df, c2, live_rows)
+    if probes:  # after the signals they read, before the tiers and rules that name them; a same-named
+        # column stage 1 wrote is dropped first, so rows out of play get null, not another probe's value
+        df = df.drop(*[p.output for p in probes]).transform(apply_scorer, *probes)
     df = assign_aesthetic_tier(df, c2.aesthetic.tiers, c2.aesthetic.below)
     df = assign_tiers(df, c2.tiers, c2.default_tier)
     decided = decide(df, c2.rules, stage=TABLE)
     with timer("decide_write"):
-        write_table(decided.select(*get_schema(TABLE).names), str(out_dir), TABLE)
+        # p_<probe> columns are not in the schema: written after it, as extra columns
+        write_table(decided.select(*get_schema(TABLE).names, *[p.output for p in probes]), str(out_dir), TABLE,
+                    extra_ok=bool(probes))
     counts = table_counts(str(out_dir))
     if counts["rows"] != rows_in:
         raise RuntimeError(f"stage 2 lost rows: {rows_in} in, {counts['rows']} out")
+    from curation.signals.probe import probe_manifest
     from curation.stage2_summary import summarize
 
     manifest = {
@@ -180,6 +192,7 @@ def run(spark, stage1_dir: Path, raw_dir: Path, out_dir: Path, cfg: CurateConfig
         "embedding": {"model": c2.embed.model, "weight_free": c2.embed.model == "descriptor-v1"},
         "notes": notes, "clusters": clusters, "summary": summarize(out_dir),
         "signals": [repr(s) for s in scorers],
+        "probes": probe_manifest(probes),
         "config": cfg.model_dump(mode="json"),
         "timings_s": timer.timings,
     }
