@@ -42,10 +42,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from curation.steps import lsh
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ORDER = "q_sharpness DESC NULLS LAST"
 DEFAULT_MAX_HAMMING = 10  # chosen on tools/near_dup_data.py; see docs/benchmarks.md (bench:stage2)
+DEFAULT_CANDIDATES = "lsh"  # near: exact pigeonhole banding is ~0.8 N^2 checks at max_hamming 10 (bench:stage2)
 DEFAULT_SEMANTIC_THRESHOLD = 0.95
 DUP_COLUMNS = ("dup_level", "dup_group", "dup_of")
 # The decide rules for stage 2's config; their names are the drop reasons the issue asks for.
@@ -226,8 +229,17 @@ def _bucket_edges(hash_cols, max_hamming: int):
     return run
 
 
-def near_edges(cand, hash_cols, max_hamming: int, bands: int | None = None):
-    """Verified near-duplicate pairs (a, b), a < b, among `cand` (columns id and hash_cols)."""
+def near_edges(cand, hash_cols, max_hamming: int, bands: int | None = None, candidates: str = "exact",
+               lsh_bits: int = lsh.DEFAULT_BITS, lsh_tables: int = lsh.DEFAULT_TABLES, lsh_seed: int = 0):
+    """Verified near-duplicate pairs (a, b), a < b, among `cand` (columns id and hash_cols).
+
+    candidates "exact": pigeonhole banding, recall 1 at the threshold, ~0.8 N^2 checks at max_hamming 10;
+    "lsh": bit-sampling LSH (curation/steps/lsh.py), recall `lsh.collision_probability(d)`, scales to 10^6+.
+    """
+    if candidates == "lsh":
+        return lsh.lsh_edges(cand, hash_cols, max_hamming, bits=lsh_bits, tables=lsh_tables, seed=lsh_seed)
+    if candidates != "exact":
+        raise ValueError(f"near-dup candidates must be 'exact' or 'lsh', got {candidates!r}")
     from pyspark.sql import functions as F
 
     n_bands = bands or max_hamming + 1
@@ -276,16 +288,20 @@ def connected_components(edges, max_rounds: int = 40):
 
 
 def near_dedup(df, *, hash_cols=("phash", "phash_flip"), max_hamming: int = DEFAULT_MAX_HAMMING,
-               order: str = DEFAULT_ORDER, bands: int | None = None):
+               order: str = DEFAULT_ORDER, bands: int | None = None, candidates: str = DEFAULT_CANDIDATES,
+               lsh_bits: int = lsh.DEFAULT_BITS, lsh_tables: int = lsh.DEFAULT_TABLES, lsh_seed: int = 0):
     """Group candidates whose perceptual hashes are within `max_hamming` bits (`hash_cols[0]` is the
-    row's hash; the others, e.g. its mirror's hash, are matched against the other row's hash)."""
+    row's hash; the others, e.g. its mirror's hash, are matched against the other row's hash).
+    `candidates`: how pairs to verify are found, "lsh" (default, scales) or "exact" (see `near_edges`)."""
     from pyspark.sql import functions as F
 
     hash_cols = list(hash_cols)
     _check_columns(df, ["id", *hash_cols], "near_dedup")
     df = with_dup_columns(df)
     cand = df.filter(_candidate(df, hash_cols[0]))
-    comps = connected_components(near_edges(cand.select("id", *hash_cols), hash_cols, max_hamming, bands))
+    edges = near_edges(cand.select("id", *hash_cols), hash_cols, max_hamming, bands, candidates,
+                       lsh_bits, lsh_tables, lsh_seed)
+    comps = connected_components(edges)
     members = cand.join(comps, "id").select("id", "comp", *hash_cols, _rank("comp", order).alias("_r"))
 
     def resolve(pdf: pd.DataFrame) -> pd.DataFrame:

@@ -74,8 +74,10 @@ def near_scores(rows, marks) -> tuple[float, float]:
     return right / max(len(dropped), 1), right / int((sizes - 1).sum())
 
 
-def test_near_dup_benchmark_meets_the_bar_and_groups_are_sound(spark, near_rows):
-    marks = _marks(near_dedup(_frame(spark, near_rows, partitions=4), max_hamming=DEFAULT_MAX_HAMMING))
+@pytest.mark.parametrize("candidates", ["lsh", "exact"])
+def test_near_dup_benchmark_meets_the_bar_and_groups_are_sound(spark, near_rows, candidates):
+    marks = _marks(near_dedup(_frame(spark, near_rows, partitions=4), max_hamming=DEFAULT_MAX_HAMMING,
+                              candidates=candidates))
     precision, recall = near_scores(near_rows, marks)
     assert precision >= 0.99 and recall >= 0.95, (precision, recall)
     check_groups(marks)
@@ -96,6 +98,102 @@ def test_kept_member_follows_order_and_chains_are_cut(spark):
                      "a2": ("near", "b2", "b2"), "b2": ("near", "b2", None), "c2": ("near", "b2", "b2")}
     # one partition instead of four: the same groups
     assert _marks(near_dedup(_frame(spark, rows, partitions=1), hash_cols=("phash",), max_hamming=k)) == marks
+
+
+# ---------------------------------------------------------------- near: LSH candidates
+
+
+def _flip(h: np.ndarray, d: int, rng) -> np.ndarray:
+    """Each hash with exactly `d` distinct random bits flipped."""
+    out = h.view(np.uint64).copy()
+    for r in range(len(out)):
+        for p in rng.choice(64, size=d, replace=False):
+            out[r] ^= np.uint64(1) << np.uint64(p)
+    return out.view(np.int64)
+
+
+def _shares_bucket(a: np.ndarray, b: np.ndarray, positions) -> np.ndarray:
+    from curation.steps.lsh import table_keys
+
+    return (table_keys(a, positions) == table_keys(b, positions)).any(axis=1)
+
+
+def test_lsh_recall_by_distance_meets_the_closed_form_and_random_pairs_rarely_meet():
+    """Default tables/bits: the share of pairs d bits apart that meet in a bucket is within noise of
+    1-(1-C(64-d,bits)/C(64,bits))^tables (>= 0.99 up to d=5), and unrelated hashes meet about tables/2^bits."""
+    from curation.steps.lsh import DEFAULT_BITS, DEFAULT_TABLES, collision_probability, sample_positions
+
+    rng = np.random.default_rng(5)
+    pos = sample_positions(DEFAULT_TABLES, DEFAULT_BITS)
+    n = 3000
+    for d in range(0, DEFAULT_MAX_HAMMING + 1):
+        a = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, size=n, dtype=np.int64)
+        got, p = _shares_bucket(a, _flip(a, d, rng), pos).mean(), float(collision_probability(d))
+        assert got >= p - 4 * np.sqrt(p * (1 - p) / n) - 1e-9, (d, got, p)
+        if d <= 5:
+            assert p >= 0.99 and got >= 0.98, (d, got, p)
+    a, b = (rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, size=20000, dtype=np.int64) for _ in "ab")
+    assert _shares_bucket(a, b, pos).mean() < 4 * DEFAULT_TABLES / 2**DEFAULT_BITS
+
+
+def test_lsh_bucket_pairs_are_exactly_the_pairs_of_equal_keys():
+    from curation.steps.lsh import bucket_pairs
+
+    keys = np.sort(np.r_[np.random.default_rng(1).integers(0, 40, 600), np.full(150, 7)])  # one skewed bucket
+    got = {p for i, j in bucket_pairs(keys) for p in zip(i.tolist(), j.tolist())}
+    assert got == {(i, j) for i in range(len(keys)) for j in range(i + 1, len(keys)) if keys[i] == keys[j]}
+    assert list(bucket_pairs(np.array([3]))) == []
+
+
+def test_lsh_positions_are_a_function_of_the_seed_and_bad_parameters_say_so():
+    from curation.steps.lsh import sample_positions
+
+    a = sample_positions(24, 16, seed=0)
+    assert a.shape == (24, 16) and all(len(set(r.tolist())) == 16 for r in a)
+    assert (a == sample_positions(24, 16, seed=0)).all() and not (a == sample_positions(24, 16, seed=1)).all()
+    with pytest.raises(ValueError, match="bits"):
+        sample_positions(4, 0)
+    with pytest.raises(ValueError, match="tables"):
+        sample_positions(0, 8)
+
+
+def test_lsh_edges_find_planted_pairs_and_mirrors_the_same_on_any_partitioning(spark):
+    """Pairs 1..10 bits apart (some through the mirrored hash), among unrelated hashes: every edge
+    found is within the threshold, the share found per distance meets the closed form, and 7 partitions
+    in 8 groups or 1 partition in 3 groups give the same edges."""
+    from curation.steps.lsh import collision_probability, lsh_edges
+
+    rng = np.random.default_rng(9)
+    n, k = 400, DEFAULT_MAX_HAMMING
+    base = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, size=(n, 2), dtype=np.int64)
+    dist = np.arange(n) % k + 1
+    mirror = np.arange(n) % 3 == 0  # b's hash is a's mirrored hash, d bits off
+    rows, want = [], set()
+    for i in range(n):
+        src = base[i, 1] if mirror[i] else base[i, 0]
+        copy = _flip(np.array([src]), int(dist[i]), rng)[0]
+        rows += [{"id": f"a{i:03d}", "phash": int(base[i, 0]), "phash_flip": int(base[i, 1])},
+                 {"id": f"b{i:03d}", "phash": int(copy), "phash_flip": None}]
+        want.add((f"a{i:03d}", f"b{i:03d}"))
+
+    def edges(parts: int, groups: int) -> set:
+        cand = _frame(spark, rows, parts).select("id", "phash", "phash_flip")
+        return {(r["a"], r["b"]) for r in lsh_edges(cand, ["phash", "phash_flip"], k, groups=groups).collect()}
+
+    got = edges(7, 8)
+    assert got <= want, sorted(got - want)[:5]  # unrelated uniform hashes are ~32 bits apart
+    for d in range(1, k + 1):
+        pairs = {p for p in want if dist[int(p[0][1:])] == d}
+        share, p = len(got & pairs) / len(pairs), float(collision_probability(d))
+        assert share >= p - 4 * np.sqrt(p * (1 - p) / len(pairs)) - 1e-9, (d, share, p)
+    assert any(mirror[int(a[1:])] for a, _ in got)
+    assert edges(1, 3) == got
+
+
+def test_unknown_candidate_mode_names_the_choices(spark):
+    df = _frame(spark, [{"id": "a", "phash": 1}])
+    with pytest.raises(ValueError, match="'exact' or 'lsh'"):
+        near_dedup(df, hash_cols=("phash",), candidates="all")
 
 
 # ---------------------------------------------------------------- exact

@@ -140,13 +140,22 @@ def bench_near_quality() -> dict:
 
 
 def bench_near_scale(workdir: Path) -> dict:
-    """(a) near_dedup of ARGS.hashes synthetic hashes in Spark local mode."""
+    """(a) near_dedup (LSH candidates) of ARGS.hashes synthetic hashes; baseline: exact and LSH at a small N."""
+    out = {"lsh": near_scale_run(workdir, ARGS.hashes, "lsh")}
+    if ARGS.baseline_hashes:
+        out["baseline"] = {c: near_scale_run(workdir, ARGS.baseline_hashes, c) for c in ("exact", "lsh")}
+        b = out["baseline"]
+        out["baseline"]["exact_over_lsh_wall"] = round(b["exact"]["wall_s"] / max(b["lsh"]["wall_s"], 1e-9), 2)
+    return out
+
+
+def near_scale_run(workdir: Path, n: int, candidates: str) -> dict:
+    """near_dedup of `n` synthetic hashes in Spark local mode with the given candidate generator."""
     import pandas as pd
 
     from curation.spark import session
     from curation.steps.dedup import DEFAULT_MAX_HAMMING, near_dedup
-
-    n = ARGS.hashes
+    from curation.steps.lsh import DEFAULT_BITS, DEFAULT_TABLES
     spark = session(f"local[{ARGS.cores}]", driver_memory="4g")
     path = str(workdir / f"hashes_{n}")
 
@@ -161,10 +170,17 @@ def bench_near_scale(workdir: Path) -> dict:
         gen, "id string, phash bigint, phash_flip bigint, q_sharpness double").write.mode("overwrite").parquet(path)
     df = spark.read.parquet(path)
     with PeakRSS() as m:
-        out = near_dedup(df).cache()
+        out = near_dedup(df, candidates=candidates).cache()
         dropped = out.filter("dup_of IS NOT NULL").count()
     planted = n - int(n * 0.9)
-    return {"hashes": n, "max_hamming": DEFAULT_MAX_HAMMING, "wall_s": round(m.wall, 1),
+    # planted copies whose kept member is their source row (ids h<src> and h<src + 0.9n>)
+    cut = int(n * 0.9)
+    found = out.filter("dup_of IS NOT NULL").selectExpr("int(substr(id, 2)) AS i", "int(substr(dup_of, 2)) AS o") \
+        .filter(f"(i >= {cut} AND i - {cut} = o) OR (o >= {cut} AND o - {cut} = i)").count()
+    out.unpersist()
+    return {"hashes": n, "candidates": candidates, "max_hamming": DEFAULT_MAX_HAMMING,
+            "lsh_bits_tables": [DEFAULT_BITS, DEFAULT_TABLES] if candidates == "lsh" else None,
+            "wall_s": round(m.wall, 1), "planted_found": found,
             "rss_before_gib": round(m.start / 2**30, 2), "peak_rss_gib": round(m.peak / 2**30, 2),
             "dropped": dropped, "planted_copies": planted}
 
@@ -248,6 +264,7 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--levels", type=int, nargs="+", default=[1000, 100, 10])
     p.add_argument("--sample", type=int, default=100_000)
+    p.add_argument("--baseline-hashes", type=int, default=20_000, help="(a): exact vs LSH at this N (0: skip)")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "e"])
     p.add_argument("--workdir", default="/tmp/bench_stage2")
