@@ -8,6 +8,10 @@ Two pools:
   photos; "has a watermark, logo or text overlay"), with HOG + colour statistics reduced by PCA as the
   features. Stage-2 embeddings would need model weights that tests and benchmarks may not download, and
   these hand-made features turn out to carry little of the task (see docs/benchmarks.md).
+* `signals`: the same task on the features stage 1 actually gives: every numeric q_* and s_* column of
+  the real stage-1 signals (quality, layout, the shipped structure detector; no OCR), computed with
+  curation.signals.analysis.ImageSignals on the JPEG-encoded image, exactly as stage 1 scores a row.
+  Images are drawn over the held-out photo split, whose subjects the structure detector never saw.
 
 Every strategy, seed and budget runs the loop's own code (annotation.selection.select and
 annotation.probe.train, logistic regression) with answers from ground truth; Label Studio and the simulated
@@ -16,6 +20,8 @@ random first 100 labels per seed, then add 100 per round.
 
     .venv/bin/python tools/scripts/bench_active_learning.py --pool generated --n 22000 --test 2000 --seeds 3
     .venv/bin/python tools/scripts/bench_active_learning.py --pool structure --n 3000 --seeds 3
+    .venv/bin/python tools/scripts/bench_active_learning.py --pool signals --n 3000 --seeds 5
+    .venv/bin/python tools/scripts/bench_active_learning.py --pool signals --n 3000 --seeds 3 --model gboost
 
 Prints a markdown table of held-out accuracy per budget and the budget at which each strategy first
 reaches the accuracy random selection has with the largest budget.
@@ -67,14 +73,55 @@ def _record(args) -> tuple[np.ndarray, int]:
     return _features(r["image"]), defect
 
 
-def make_data(n: int, seed: int, cache: Path, workers: int) -> tuple[np.ndarray, np.ndarray]:
+_SIGNALS = None
+
+
+def _signal_record(args) -> tuple[np.ndarray, int]:
+    """One image's stage-1 signal vector (SIGNAL_COLUMNS; NaN where a signal gave nothing) and its label."""
+    global _PHOTOS, _SIGNALS
+    import pandas as pd
+
+    from curation.signals.analysis import ImageSignals
+    from curation.signals.layout import LayoutSignal
+    from curation.signals.quality import QualitySignal
+    from curation.signals.structure import StructureSignal
+    from tools.structure_data import encode_jpeg, make_record, split_photos
+
+    index, seed = args
+    if _PHOTOS is None:
+        _PHOTOS = split_photos("heldout")  # subjects the shipped detector was not trained on
+        _SIGNALS = ImageSignals((QualitySignal(), LayoutSignal(), StructureSignal()))
+        _SIGNALS.load()
+    photos, pages = _PHOTOS
+    r = make_record(photos, index, seed, pages, procedural=0.3)
+    defect = int(any(r["labels"][k] for k in ("watermark", "logo", "text_overlay")))
+    quality = int(np.random.default_rng([seed, index, 7]).integers(60, 96))  # web JPEGs vary
+    row = _SIGNALS(pd.DataFrame({"image": [encode_jpeg(r["image"], quality)]})).iloc[0]
+    return np.array([pd.to_numeric(row.get(c), errors="coerce") for c in SIGNAL_COLUMNS], np.float32), defect
+
+
+def signal_columns() -> list[str]:
+    """The numeric q_*/s_* columns the three stage-1 signals write (s_detector is a name, not a number)."""
+    from curation.signals.layout import LayoutSignal
+    from curation.signals.quality import QualitySignal
+    from curation.signals.structure import StructureSignal
+    from tools.probe_format import signal_columns as numeric
+
+    cols = {**QualitySignal.columns, **LayoutSignal.columns, **StructureSignal.columns}
+    return numeric([c for c, t in cols.items() if str(t) != "string"])
+
+
+SIGNAL_COLUMNS = signal_columns()
+
+
+def make_data(n: int, seed: int, cache: Path, workers: int, record=_record) -> tuple[np.ndarray, np.ndarray]:
     if cache.exists():
         z = np.load(cache)
         if len(z["y"]) == n:
             return z["X"], z["y"]
     t0 = time.time()
     with mp.Pool(workers) as pool:
-        out = pool.map(_record, [(i, seed) for i in range(n)], chunksize=16)
+        out = pool.map(record, [(i, seed) for i in range(n)], chunksize=16)
     X, y = np.stack([o[0] for o in out]), np.array([o[1] for o in out])
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, X=X, y=y)
@@ -101,7 +148,7 @@ def make_generated(n: int, seed: int, dim: int = 64, clusters: int = 40) -> tupl
 
 
 def curve(strategy: str, seed: int, X, y, Xte, yte, budgets: list[int], start: int,
-          calibrate: bool) -> list[float]:
+          calibrate: bool, kind: str = "logreg") -> list[float]:
     ids = [f"p{i}" for i in range(len(X))]
     Z = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1)
     labelled = list(select("random", start, ids, seed))  # the same first round for every strategy
@@ -113,7 +160,7 @@ def curve(strategy: str, seed: int, X, y, Xte, yte, budgets: list[int], start: i
             picked = select(strategy, budget - len(labelled), [ids[i] for i in rest], seed + len(labelled),
                             proba=proba, X=Z[rest], labelled_X=Z[labelled])
             labelled += rest[picked].tolist()
-        model, _ = train(X[labelled], y[labelled], "logreg", seed, calibrate=calibrate)
+        model, _ = train(X[labelled], y[labelled], kind, seed, calibrate=calibrate)
         accs.append(float((model.predict(Xte) == yte).mean()))
     return accs
 
@@ -130,8 +177,8 @@ def reduce(X: np.ndarray, dims: int, n_test: int) -> np.ndarray:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pool", choices=["generated", "structure"], default="generated",
-                   help="generated embeddings, or structure-defect images with HOG features")
+    p.add_argument("--pool", choices=["generated", "structure", "signals"], default="generated",
+                   help="generated embeddings, or structure-defect images with HOG features or stage-1 signals")
     p.add_argument("--n", type=int, default=3000, help="generated samples: pool + held-out test set")
     p.add_argument("--test", type=int, default=600)
     p.add_argument("--seeds", type=int, default=3)
@@ -143,18 +190,22 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=Path("docs/active_learning.png"))
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--pca", type=int, default=64, help="project features to this many dims (0: keep all)")
+    p.add_argument("--model", choices=["logreg", "gboost", "mlp"], default="logreg", help="the probe's model")
     p.add_argument("--calibrate", action="store_true", help="calibrate each probe as the loop does (6x slower)")
     args = p.parse_args(argv)
     if args.pool == "structure":
         X, y = make_data(args.n, 4242, args.cache, args.workers)
         X = reduce(X, args.pca, args.test)
+    elif args.pool == "signals":  # a handful of columns: no PCA
+        X, y = make_data(args.n, 4242, args.cache, args.workers, record=_signal_record)
+        args.pca = 0
     else:
         X, y = make_generated(args.n, 4242)
     Xte, yte, Xp, yp = X[: args.test], y[: args.test], X[args.test:], y[args.test:]
     budgets = list(range(args.start, args.max + 1, args.step))
     results, t0 = {}, time.time()
     for s in STRATEGIES:
-        results[s] = [curve(s, seed, Xp, yp, Xte, yte, budgets, args.start, args.calibrate)
+        results[s] = [curve(s, seed, Xp, yp, Xte, yte, budgets, args.start, args.calibrate, args.model)
                       for seed in range(args.seeds)]
         log(f"{s}: {np.mean(results[s], axis=0).round(3).tolist()} ({time.time() - t0:.0f} s)")
     report(results, budgets, args, len(Xp), len(Xte), float(y.mean()))
@@ -166,7 +217,7 @@ def report(results: dict, budgets: list[int], args, n_pool: int, n_test: int, po
     target = mean["random"][-1]
     reach = {s: next((b for b, a in zip(budgets, mean[s]) if a >= target), None) for s in results}
     print(f"{args.pool} pool {n_pool}, held-out test {n_test}, {pos_rate:.0%} positive, {args.seeds} seeds, "
-          f"logreg probe ({'calibrated' if args.calibrate else 'uncalibrated'}), PCA {args.pca or 'off'}, machine: {cpu_model()}\n")
+          f"{args.model} probe ({'calibrated' if args.calibrate else 'uncalibrated'}), PCA {args.pca or 'off'}, machine: {cpu_model()}\n")
     print("| labels | " + " | ".join(results) + " |")
     print("|---|" + "---|" * len(results))
     for i, b in enumerate(budgets):
