@@ -30,7 +30,7 @@ def run(spark, table_dir: Path, stage: str, cfg: CurateConfig) -> dict:
     tmp = table_dir.with_name(table_dir.name + ".redecide")
     if tmp.exists():
         shutil.rmtree(tmp)
-    write_table(decided, str(tmp), stage)
+    write_table(decided, str(tmp), stage, extra_ok=True)  # probe columns (p_*) are not in the schema
     counts = table_counts(str(tmp))
     manifest = {**before, "output": {"path": str(table_dir), **counts}, "config": cfg.model_dump(mode="json"),
                 "redecided_from": before.get("written_at")}

@@ -92,6 +92,25 @@ def test_stage1_manifest_lists_the_probe_with_its_card_metrics(probed_run):
     assert entry["sha256"] == card["sha256"] and entry["input"]["columns"] == ["q_brightness"]
 
 
+def test_rules_on_probe_columns_are_redecided_without_rescoring(spark, probed_run, tmp_path):
+    """`sluice curate decide` keeps the probe column and applies a new threshold on it."""
+    import shutil
+
+    from curation.jobs import redecide
+
+    root, rows, _ = probed_run
+    table = tmp_path / "stage1"
+    shutil.copytree(root / "stage1", table)
+    before = pq.read_table(table).to_pandas().set_index("id")
+    strict = CurateConfig.model_validate({"stage1": {"rules": [{"name": "not_valuable", "keep_if": "p_valuable >= 1.1"}]}})
+    out = redecide.run(spark, table, "stage1", strict)["output"]
+    after = pq.read_table(table).to_pandas().set_index("id")
+    assert list(after.columns) == list(before.columns)  # nothing of decide's own is left behind
+    assert out["rows"] == rows and np.allclose(after["p_valuable"], before.loc[after.index, "p_valuable"], equal_nan=True)
+    live = after[after["error"].isna()]
+    assert (live["drop_reason"] == "not_valuable").all()  # every usable row fails the stricter rule
+
+
 def test_stage2_probe_on_embeddings_feeds_its_tiers_and_rules(spark, probed_run):
     """Stage 2 (weight-free embeddings) with a probe over img_emb: its column is written and its rule holds."""
     from curation.jobs import stage2
