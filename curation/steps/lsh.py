@@ -29,7 +29,8 @@ import pandas as pd
 DEFAULT_BITS = 16
 DEFAULT_TABLES = 24
 DEFAULT_SEED = 0
-COARSE_GROUPS = 512  # Spark groups of buckets: ~100k entries each at 1M rows x 24 tables x 2 hashes
+ENTRIES_PER_GROUP = 100_000  # bucket entries per Spark group (pandas frame): ~10 MB
+MAX_GROUPS = 4096
 _PAIR_CHUNK = 4_000_000  # candidate pairs verified per numpy step: bounds memory in a skewed bucket
 
 
@@ -121,16 +122,19 @@ def group_edges(pdf: pd.DataFrame, hash_cols, max_hamming: int) -> pd.DataFrame:
 
 
 def lsh_edges(cand, hash_cols, max_hamming: int, bits: int = DEFAULT_BITS, tables: int = DEFAULT_TABLES,
-              seed: int = DEFAULT_SEED, groups: int = COARSE_GROUPS):
+              seed: int = DEFAULT_SEED, groups: int | None = None):
     """Verified near-duplicate pairs (a, b), a < b, among `cand` (columns id and hash_cols), LSH candidates.
-    `groups`: Spark groups the buckets are folded into (the same edges for any value; fewer is faster on
-    small tables, more keeps each group's pandas frame small on big ones)."""
+    `groups`: Spark groups the buckets are folded into (the same edges for any value); by default about
+    ENTRIES_PER_GROUP entries each (one count of `cand`): a tiny table is not cut into hundreds of pandas
+    calls, a big one keeps each group's frame small."""
     from pyspark.sql import functions as F
 
     from curation.steps.dedup import _NULL_HASH
 
     hash_cols = list(hash_cols)
     positions = sample_positions(tables, bits, seed)
+    if groups is None:
+        groups = int(np.clip(-(-cand.count() * tables * len(hash_cols) // ENTRIES_PER_GROUP), 1, MAX_GROUPS))
     fields = ", ".join(f"`{c}` bigint" for c in hash_cols)
 
     def entries(batches):

@@ -106,7 +106,6 @@ def bench_near_quality() -> dict:
     from curation.signals.analysis import decode_for_analysis
     from curation.signals.phash import PHashSignal
     from curation.spark import session
-    from curation.steps.dedup import DEFAULT_MAX_HAMMING, near_dedup
     from tools.near_dup_data import jpeg_bytes, make_benchmark, originals
 
     n_tiles = len(originals())
@@ -117,7 +116,23 @@ def bench_near_quality() -> dict:
             for i, it in enumerate(items) for h in [sig.score_image(decode_for_analysis(jpeg_bytes(it.image)))]]
     spark = session(f"local[{ARGS.cores}]")
     df = spark.createDataFrame(rows, "id string, phash bigint, phash_flip bigint, q_sharpness double")
-    out = near_dedup(df).collect()
+    return {c: near_quality_run(df, items, groups, rows, c) for c in ("lsh", "exact")}
+
+
+def near_quality_run(df, items, groups: int, rows, candidates: str) -> dict:
+    """Precision/recall of near_dedup with one candidate generator, and the share of all pairs within
+    the threshold (brute force) that it finds as edges (1 for exact by the pigeonhole argument)."""
+    from curation.steps.dedup import DEFAULT_MAX_HAMMING, _hash_matrix, min_hamming, near_dedup, near_edges
+
+    import pandas as pd
+
+    h = _hash_matrix(pd.DataFrame(rows), ["phash", "phash_flip"])
+    ids = np.array([r["id"] for r in rows])
+    ii, jj = np.nonzero(np.triu(min_hamming(h, h) <= DEFAULT_MAX_HAMMING, 1))
+    within = {tuple(sorted(p)) for p in zip(ids[ii], ids[jj])}
+    edges = {(r["a"], r["b"]) for r in near_edges(df, ["phash", "phash_flip"], DEFAULT_MAX_HAMMING,
+                                                   candidates=candidates).collect()}
+    out = near_dedup(df, candidates=candidates).collect()
     marks = {r["id"]: r["dup_of"] for r in out}
     grouped = {r["id"]: r["dup_group"] for r in out}
     group = {it.id: it.group for it in items}
@@ -133,7 +148,10 @@ def bench_near_quality() -> dict:
     sizes = {}
     for i, of in dropped:
         sizes[of] = sizes.get(of, 1) + 1
-    return {"images": len(items), "groups": groups, "copies_per_group": 6, "max_hamming": DEFAULT_MAX_HAMMING,
+    return {"candidates": candidates, "images": len(items), "groups": groups, "copies_per_group": 6,
+            "max_hamming": DEFAULT_MAX_HAMMING, "pairs_within_threshold": len(within),
+            "edge_recall_within_threshold": round(len(edges & within) / max(1, len(within)), 4),
+            "edges_outside_threshold": len(edges - within),
             "precision": round(len(right) / max(1, len(dropped)), 4),
             "recall": round(len(right) / (groups * 6), 4), "recall_by_edit": per_edit,
             "largest_group": max(sizes.values(), default=1), "edit_of": sorted(set(edit.values()))}
