@@ -26,7 +26,9 @@ Rules for the stage-2 config (the rule's name is the drop reason):
     - {name: near_duplicate,     keep_if: "dup_of IS NULL OR dup_level <> 'near'"}
     - {name: semantic_duplicate, keep_if: "dup_of IS NULL OR dup_level <> 'semantic'"}
 
-Near-dup candidates come from banding (multi-index hashing): the 64 bits are cut into `bands` >=
+Near-dup candidates come, by default (`candidates="lsh"`), from bit-sampling LSH (curation/steps/lsh.py:
+24 tables of 16 sampled bits; recall 1-(1-C(64-d,16)/C(64,16))^24 for pairs d bits apart, scales to
+10^6 rows). With `candidates="exact"` they come from banding (multi-index hashing): the 64 bits are cut into `bands` >=
 max_hamming + 1 contiguous bands, so two hashes within `max_hamming` bits agree exactly on at least one band
 (pigeonhole: recall 1 at the threshold). Rows are grouped by (band, band value) in Spark and each bucket
 is verified in numpy (Hamming on the full hashes, mirrored hashes included); only verified edges leave a

@@ -1,14 +1,16 @@
 """Stage-2 dedup and clustering at scale, side by side in one run on this machine.
 
-    python tools/scripts/bench_stage2.py [--hashes 1000000] [--rows 1000000] [--dim 512] [--levels 1000 100 10]
-                                         [--sample 100000] [--cores 2] [--skip a b c e] [--json FILE]
+    python tools/scripts/bench_stage2.py [--hashes 1000000] [--baseline-hashes 20000] [--rows 1000000]
+                                         [--dim 512] [--levels 1000 100 10] [--sample 100000] [--cores 2] [--skip a b c e] [--json FILE]
 
 (e) near-dup quality: the benchmark of tools/near_dup_data.py (every usable tile of the bundled photos,
-    6 edited copies per group) through `near_dedup` at its default threshold: precision and recall of
-    the dropped rows, recall per edit, largest group.
+    6 edited copies per group) through `near_dedup` at its default threshold, LSH and exact candidates:
+    precision and recall of the dropped rows, recall per edit, largest group, share of pairs within the
+    threshold found as edges.
 (a) perceptual dedup of `--hashes` synthetic 64-bit hashes (uniform, 10% planted copies with 0..8 bits
-    flipped, a mirrored hash per row) in Spark local mode: wall time and peak memory (RSS of this process,
-    the JVM and the Python workers, sampled every 0.2 s).
+    flipped, a mirrored hash per row) in Spark local mode with LSH candidates: wall time and peak memory
+    (RSS of this process, the JVM and the Python workers, sampled every 0.2 s), planted copies found;
+    baseline in the same run: exact and LSH candidates at `--baseline-hashes`.
 (b) `--rows` x `--dim` float16 embeddings (planted duplicate groups), generated in Spark and written to
     Parquet first (untimed); then timed: drawing the fitting sample, fitting the hierarchical k-means with
     faiss and with scikit-learn MiniBatchKMeans (ratio), assigning every row's path in Spark, semantic dedup
