@@ -1,7 +1,8 @@
 """Stage-2 dedup and clustering at scale, side by side in one run on this machine.
 
     python tools/scripts/bench_stage2.py [--hashes 1000000] [--baseline-hashes 20000] [--rows 1000000]
-                                         [--dim 512] [--levels 1000 100 10] [--sample 100000] [--cores 2] [--skip a b c e] [--json FILE]
+                                         [--dim 512] [--levels 1000 100 10] [--sample 100000] [--cores 2]
+                                         [--skip a b c e] [--json FILE]
 
 (e) near-dup quality: the benchmark of tools/near_dup_data.py (every usable tile of the bundled photos,
     6 edited copies per group) through `near_dedup` at its default threshold, LSH and exact candidates:
