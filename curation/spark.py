@@ -106,11 +106,15 @@ def conform(df, table: str, extra_ok: bool = False):
     return df.select(*cols, *[F.col(c) for c in extra])
 
 
-def write_table(df, path: str, table: str, extra_ok: bool = False, compression: str | None = None) -> None:
-    """Write a tagged table; `compression` overrides the session's codec (zstd) for this table."""
+def write_table(df, path: str, table: str, extra_ok: bool = False, compression: str | None = None,
+                options: dict[str, str] | None = None) -> None:
+    """Write a tagged table; `compression` overrides the session's codec (zstd) for this table, and
+    `options` are Parquet writer settings for this write (e.g. per column: `parquet.enable.dictionary#image`)."""
     writer = conform(df, table, extra_ok).write.mode("overwrite")
     if compression:
         writer = writer.option("compression", compression)
+    for key, value in (options or {}).items():
+        writer = writer.option(key, value)
     writer.parquet(str(path))
 
 

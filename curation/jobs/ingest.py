@@ -15,6 +15,15 @@ from tools.counts import table_counts
 
 log = logging.getLogger(__name__)
 
+# Parquet work that buys nothing for image bytes: a dictionary (every image differs), min/max statistics
+# (no one filters on pixels) and page CRCs (neither Spark nor pyarrow verifies them unless asked).
+# Measured on 2000 JPEGs of 145 KiB, Spark local[1]: about 0.15 ms less JVM time per record (~12%).
+RAW_WRITE_OPTIONS = {
+    "parquet.enable.dictionary#image": "false",
+    "parquet.column.statistics.enabled#image": "false",
+    "parquet.page.write-checksum.enabled": "false",
+}
+
 TABLE = "raw"
 
 
@@ -43,7 +52,7 @@ def run(spark, input_path: str, out_dir: Path, cfg: CurateConfig, force: bool = 
     with timer("read_decode_write"):
         # The raw table is almost all image bytes, which are already compressed: zstd would spend CPU
         # for nothing (measured: ~15% of the ingest write time), so this one table is stored plain.
-        write_table(raw, str(out_dir), TABLE, compression="none")
+        write_table(raw, str(out_dir), TABLE, compression="none", options=RAW_WRITE_OPTIONS)
     with timer("count"):
         counts = table_counts(str(out_dir))
     if plan.expected_records is not None and counts["rows"] != plan.expected_records:

@@ -162,3 +162,19 @@ def test_oversized_file_is_an_error_row_not_read(spark, bad_folder, tmp_path):
     _, rows = ingest(spark, bad_folder, tmp_path / "raw", max_bytes=50_000)
     big = [r for r in rows.values() if r["error_kind"] == "too_large"]
     assert big and all(r["image"] is None and "ingest.max_bytes" in r["error"] for r in big)
+
+
+def test_raw_image_column_skips_parquet_work_that_buys_nothing(spark, bad_folder, tmp_path):
+    """Image bytes are written plain: no dictionary, no min/max statistics (the id column keeps its stats)."""
+    import pyarrow.parquet as pq
+
+    ingest(spark, bad_folder, tmp_path / "raw")
+    for f in (tmp_path / "raw").glob("*.parquet"):
+        meta = pq.ParquetFile(f).metadata
+        for g in range(meta.num_row_groups):
+            cols = {meta.row_group(g).column(i).path_in_schema: meta.row_group(g).column(i)
+                    for i in range(meta.num_columns)}
+            image = cols["image"]
+            assert not image.is_stats_set and image.compression == "UNCOMPRESSED"
+            assert not any("DICTIONARY" in e for e in image.encodings), image.encodings
+            assert cols["id"].is_stats_set
