@@ -93,10 +93,8 @@ class AestheticSignal:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         out = pd.Series([None] * len(batch), index=batch.index, dtype=object)
-        pos = [n for n, (e, m) in enumerate(zip(batch["img_emb"], batch["emb_model"]))
-               if e is not None and m == self.model]
+        pos, x = codec.embedded_rows(batch, self.model)
         if pos:
-            x = codec.decode([batch["img_emb"].iat[n] for n in pos])
             if x.shape[1] != self._w.shape[0]:
                 raise ValueError(f"aesthetic head {self.head} takes {self._w.shape[0]}-d embeddings, {self.model} "
                                  f"gives {x.shape[1]}-d; use the head made for this model")

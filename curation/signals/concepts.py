@@ -129,10 +129,8 @@ class ConceptSignal:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         out = pd.Series([None] * len(batch), index=batch.index, dtype=object)
-        pos = [n for n, (e, m) in enumerate(zip(batch["img_emb"], batch["emb_model"]))
-               if e is not None and m == self.model]
+        pos, img = codec.embedded_rows(batch, self.model)
         if pos:
-            img = codec.decode([batch["img_emb"].iat[n] for n in pos])
             tags = top_tags(img, self._matrix, self._ids, self.top_k, self.scale, self.min_score)
             for n, t in zip(pos, tags):
                 out.iat[n] = t

@@ -34,10 +34,11 @@ def decode(cells) -> np.ndarray:
     return np.frombuffer(buf, dtype=_LE_F16).reshape(len(cells), -1).astype(np.float32)
 
 
-def decode_one(cell) -> np.ndarray:
-    return np.frombuffer(bytes(cell), dtype=_LE_F16).astype(np.float32)
+def embedded_rows(batch, model: str, emb_col: str = "img_emb", model_col: str = "emb_model"):
+    """Positions (in `batch`) of the rows embedded by `model`, and their vectors (N, D) float32.
 
-
-def decode_embeddings(series) -> np.ndarray:
-    """The interface name the dedup and cluster steps document: a pandas Series of cells -> (N, D) float32."""
-    return decode(series)
+    Rows without an embedding, or embedded by another model, are left out: a head or a vocabulary made for
+    one model's space must not score another's.
+    """
+    pos = [n for n, (e, m) in enumerate(zip(batch[emb_col], batch[model_col])) if e is not None and m == model]
+    return pos, decode([batch[emb_col].iat[n] for n in pos])

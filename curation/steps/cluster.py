@@ -126,14 +126,14 @@ def assign_cluster_path(df, centroids: list[np.ndarray], *, emb_col: str = "img_
     schema = output_schema(df.schema, {out_col: pa.list_(pa.int32())})
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from curation.signals.embedding_codec import decode_embeddings
+        from curation.signals.embedding_codec import decode
 
         cs, up = bc.value
         for pdf in batches:
             has = pdf[emb_col].notna().to_numpy()
             col: list = [None] * len(pdf)
             if has.any():
-                found = iter(paths(decode_embeddings(pdf.loc[has, emb_col]), cs, up).tolist())
+                found = iter(paths(decode(pdf.loc[has, emb_col]), cs, up).tolist())
                 col = [next(found) if h else None for h in has]
             pdf[out_col] = pd.Series(col, index=pdf.index, dtype=object)
             yield pdf
@@ -145,7 +145,7 @@ def sample_embeddings(df, n: int, seed: int, emb_col: str = "img_emb") -> np.nda
     """(<= n, d) float32: the embeddings of the n usable rows with the least xxhash64(id, seed)."""
     from pyspark.sql import functions as F
 
-    from curation.signals.embedding_codec import decode_embeddings
+    from curation.signals.embedding_codec import decode
 
     usable = F.col(emb_col).isNotNull()
     for c in ("error", "drop_reason"):
@@ -155,4 +155,4 @@ def sample_embeddings(df, n: int, seed: int, emb_col: str = "img_emb") -> np.nda
             .orderBy("_h", "id").limit(n).select(emb_col).collect())
     if not rows:
         return np.zeros((0, 0), dtype=np.float32)
-    return decode_embeddings(pd.Series([r[0] for r in rows]))
+    return decode(pd.Series([r[0] for r in rows]))

@@ -337,10 +337,10 @@ def semantic_dedup(df, *, emb_col: str = "img_emb", cluster_col: str = "cluster_
     members = cand.select("id", cluster_col, emb_col, _rank(cluster_col, order).alias("_r"))
 
     def resolve(pdf: pd.DataFrame) -> pd.DataFrame:
-        from curation.signals.embedding_codec import decode_embeddings
+        from curation.signals.embedding_codec import decode
 
         pdf = pdf.sort_values("_r")
-        e = decode_embeddings(pdf[emb_col])
+        e = decode(pdf[emb_col])
         e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
         owner = greedy_keep(len(pdf), lambda rows: (e[rows] @ e.T) > threshold)
         return _groups_frame(pdf["id"], owner)
