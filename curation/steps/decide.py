@@ -17,31 +17,33 @@ class RuleError(ValueError):
     """A rule does not parse or names a column the table does not have."""
 
 
-def check_expressions(spark, schema, named: list[tuple[str, str]], where: str, what: str,
-                      error: type[ValueError]) -> None:
+def check_expressions(spark, schema, named: list[tuple[str, str]], where: str, kind: str, field: str,
+                      error: type[ValueError], duplicate_hint: str = "") -> None:
     """Analyse each (name, boolean SQL expression) against `schema` (no data is read): fail in seconds
-    with `error`, naming the `what` (e.g. "rule x keep_if") and the columns there are."""
+    with `error`, naming the `kind` (rule, tier), its `field` (keep_if, when) and the columns there are.
+    Names must differ: they become drop reasons or labels."""
     from pyspark.errors import AnalysisException, ParseException
     from pyspark.sql import functions as F
 
+    seen = set()
+    for name, _ in named:
+        if name in seen:
+            raise error(f"{where}: two {kind}s are named {name!r}{duplicate_hint}")
+        seen.add(name)
     empty = spark.createDataFrame([], schema)
     for name, expr in named:
         try:
             empty.select(F.expr(expr).cast("boolean")).schema
         except (AnalysisException, ParseException) as e:
             first = str(e).strip().splitlines()[0]
-            raise error(f"{where}: {what.format(name=repr(name))} {expr!r} is invalid: {first}. "
+            raise error(f"{where}: {kind} {name!r} {field} {expr!r} is invalid: {first}. "
                         f"Columns available: {', '.join(schema.fieldNames())}") from None
 
 
 def check_rules(spark, schema, rules, where: str) -> None:
     """Analyse every rule against `schema` (no data is read): fail in seconds, naming the rule."""
-    names = set()
-    for r in rules:
-        if r.name in names:
-            raise RuleError(f"{where}: two rules are named {r.name!r}; rule names are drop reasons and must differ")
-        names.add(r.name)
-    check_expressions(spark, schema, [(r.name, r.keep_if) for r in rules], where, "rule {name} keep_if", RuleError)
+    check_expressions(spark, schema, [(r.name, r.keep_if) for r in rules], where, "rule", "keep_if", RuleError,
+                      duplicate_hint="; rule names are drop reasons and must differ")
 
 
 def decide(df, rules, stage: str):

@@ -17,12 +17,7 @@ def check_tiers(spark, schema, tiers, where: str) -> None:
     """Analyse every tier expression against `schema` (no data read): fail in seconds, naming the tier."""
     from curation.steps.decide import check_expressions
 
-    seen = set()
-    for t in tiers:
-        if t.name in seen:
-            raise TierError(f"{where}: two tiers are named {t.name!r}")
-        seen.add(t.name)
-    check_expressions(spark, schema, [(t.name, t.when) for t in tiers], where, "tier {name} when", TierError)
+    check_expressions(spark, schema, [(t.name, t.when) for t in tiers], where, "tier", "when", TierError)
 
 
 def _in_play():
