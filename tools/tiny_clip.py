@@ -43,13 +43,29 @@ def write_vocab(path: Path) -> int:
     return len(vocab)
 
 
+def xlmr_vocab() -> list[tuple[str, float]]:
+    """A SentencePiece-style Unigram vocab (XLM-R order: <s> <pad> </s> <unk> <mask>): the same words and
+    CJK characters as `write_vocab`, so Chinese reaches the model as characters, not <unk>."""
+    words = "a photo of the and with in on an image picture painting cat dog city night food".split()
+    chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    chars += [str(i) for i in range(10)] + list(".,!?-'")
+    cjk = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)] + list("书法画汉服节日建筑美食茶龙灯笼饺子")
+    specials = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("<mask>", 0.0)]
+    # Unigram picks the segmentation of highest summed score: whole words beat spelling them out
+    pieces = [("\u2581", -8.0)] + [("\u2581" + w, -6.0) for w in words] + [(c, -10.0) for c in chars + cjk]
+    return specials + list(dict(pieces).items())
+
+
 def write_tiny_hf_clip(d: Path, kind: str = "clip", seed: int = 0) -> str:
-    """A tiny CLIPModel or ChineseCLIPModel with a WordPiece tokenizer and image processor; spec `hf:<dir>`."""
+    """A tiny CLIPModel, ChineseCLIPModel (WordPiece tokenizer) or AltCLIPModel (XLM-R Unigram tokenizer)
+    with its image processor; spec `hf:<dir>`."""
     import torch
     import transformers as tf
 
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
+    if kind == "altclip":
+        return _write_tiny_altclip(d, seed)
     n = write_vocab(d / "vocab.txt")
     tok = tf.BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True)  # transformers 5: vocab=, not vocab_file=
     ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id)
@@ -66,7 +82,27 @@ def write_tiny_hf_clip(d: Path, kind: str = "clip", seed: int = 0) -> str:
         model = tf.ChineseCLIPModel(tf.ChineseCLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
         proc = tf.ChineseCLIPImageProcessor(size=size, crop_size={"height": 32, "width": 32})
     else:
-        raise ValueError(f"kind {kind!r}: clip or chinese_clip")
+        raise ValueError(f"kind {kind!r}: clip, chinese_clip or altclip")
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    proc.save_pretrained(d)
+    return f"hf:{d}"
+
+
+def _write_tiny_altclip(d: Path, seed: int) -> str:
+    """AltCLIP: an XLM-R text tower (positions start after the pad id) and a CLIP vision tower."""
+    import torch
+    import transformers as tf
+
+    tok = tf.XLMRobertaTokenizer(vocab=xlmr_vocab())
+    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=2, max_position_embeddings=66, type_vocab_size=1, project_dim=16, **ids)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                  image_size=32, patch_size=16)
+    torch.manual_seed(seed)
+    model = tf.AltCLIPModel(tf.AltCLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    proc = tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     model.save_pretrained(d)
     tok.save_pretrained(d)
     proc.save_pretrained(d)

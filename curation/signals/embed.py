@@ -101,7 +101,9 @@ class HFClipEmbedder(_TorchEmbedder):
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         self.processor = transformers.AutoImageProcessor.from_pretrained(path)
         tc = getattr(self.model.config, "text_config", None)
-        limits = [getattr(tc, "max_position_embeddings", None), getattr(self.tokenizer, "model_max_length", None)]
+        positions = getattr(tc, "max_position_embeddings", None)
+        limits = [positions and positions - _position_offset(self.model),
+                  getattr(self.tokenizer, "model_max_length", None)]
         self.max_len = min([n for n in limits if n and n < 100_000] or [77])
 
     @staticmethod
@@ -117,6 +119,15 @@ class HFClipEmbedder(_TorchEmbedder):
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         return self._run(lambda e: self._features(self.model.get_text_features(**e)), enc)
+
+
+def _position_offset(model) -> int:
+    """Positions a RoBERTa-style text tower (AltCLIP's XLM-R) cannot use: it numbers tokens from
+    pad_token_id + 1, so a text as long as max_position_embeddings would index past the table."""
+    text = getattr(model, "text_model", None)
+    emb = next((m for m in text.modules() if hasattr(m, "create_position_ids_from_input_ids")), None) if text else None
+    pad = getattr(emb, "padding_idx", None)
+    return pad + 1 if pad is not None else 0
 
 
 def make_embedder(spec: str, device: str = "auto"):

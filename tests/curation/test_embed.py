@@ -1,4 +1,4 @@
-"""Embedding backends: weight-free descriptor, tiny open_clip and transformers CLIP / Chinese-CLIP from disk."""
+"""Embedding backends: weight-free descriptor, tiny open_clip and transformers CLIP / Chinese-CLIP / AltCLIP from disk."""
 
 import io
 import json
@@ -32,7 +32,8 @@ def models(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("tiny_models")
     return {"open_clip": write_tiny_open_clip(d / "oc"), "clip": write_tiny_hf_clip(d / "clip", "clip"),
-            "chinese_clip": write_tiny_hf_clip(d / "zh", "chinese_clip")}
+            "chinese_clip": write_tiny_hf_clip(d / "zh", "chinese_clip"),
+            "altclip": write_tiny_hf_clip(d / "alt", "altclip")}
 
 
 def test_codec_round_trip_is_float16_little_endian():
@@ -74,7 +75,7 @@ def test_descriptor_signal_has_no_text_and_names_itself():
     assert codec.decode(out["img_emb"].dropna()).shape == (2, 160)
 
 
-@pytest.mark.parametrize("kind", ["open_clip", "clip", "chinese_clip"])
+@pytest.mark.parametrize("kind", ["open_clip", "clip", "chinese_clip", "altclip"])
 def test_clip_backends_load_from_disk_and_score_alignment(models, kind):
     from curation.signals.embed import EmbedSignal, make_embedder
 
@@ -94,15 +95,28 @@ def test_clip_backends_load_from_disk_and_score_alignment(models, kind):
     np.testing.assert_allclose(again.encode_images([china]), img[:1], atol=5e-3)
 
 
-def test_chinese_text_is_not_unknown_tokens(models):
+@pytest.mark.parametrize("kind", ["chinese_clip", "altclip"])
+def test_chinese_text_is_not_unknown_tokens(models, kind):
     """A Chinese caption must reach the text tower as characters, not [UNK]: different texts, different vectors."""
     from curation.signals.embed import get_embedder
 
-    emb = get_embedder(models["chinese_clip"], "cpu")
+    emb = get_embedder(models[kind], "cpu")
+    assert type(emb.model).__name__ == {"chinese_clip": "ChineseCLIPModel", "altclip": "AltCLIPModel"}[kind]
     ids = emb.tokenizer(["书法", "汉服"])["input_ids"]
     assert emb.tokenizer.unk_token_id not in ids[0] + ids[1]
     v = emb.encode_texts(["书法", "汉服", "a photo of the city"])
     assert np.abs(v[0] - v[1]).max() > 1e-4 and np.abs(v[0] - v[2]).max() > 1e-4
+
+
+def test_altclip_long_text_fits_its_position_table(models):
+    """XLM-R numbers positions from pad_token_id + 1: a text as long as the table must be cut two tokens
+    shorter, not fail (the tiny tokenizer has no model_max_length, so only the config bounds it)."""
+    from curation.signals.embed import get_embedder
+
+    emb = get_embedder(models["altclip"], "cpu")
+    assert emb.max_len == emb.model.config.text_config.max_position_embeddings - 2
+    v = emb.encode_texts(["书" * 300, "a photo of the city " * 40])
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
 
 
 def test_bad_model_spec_names_the_choices():
