@@ -54,6 +54,14 @@ class DataConfig(Frozen):
     langs: dict[str, float] = Field(default_factory=lambda: {"zh": 1.0, "en": 1.0})
     resolution: str | None = None  # which of the export's aspect_buckets to use; None: the primary one
     scale: float = Field(1.0, gt=0)  # train at bucket size x scale (e.g. 0.25 for 256-px from 1024 buckets)
+    # DataLoader worker processes per rank that read and decode (each its own shards); 0 = in the training
+    # process. A checkpoint resumes only with the data.workers it was written with.
+    workers: int = Field(0, ge=0)
+    prefetch_factor: int = Field(2, ge=1)  # batches each worker reads ahead (data.workers > 0)
+    # Samples held to shuffle the key-ordered, one-bucket-per-shard stream, so that a batch is not the same
+    # samples every epoch. Costs ~K JPEGs of memory per worker (~50 MB at 256 x 1024 px); a resume re-reads the
+    # shards they came from. 0 = tar order. Keep it well below one worker's samples per epoch.
+    shuffle_buffer: int = Field(256, ge=0)
 
     @field_validator("sources")
     @classmethod

@@ -4,7 +4,11 @@ Every batch holds samples of one bucket only (its key is the export's `W x H`, s
 Each source streams its rank/worker share of shards, reshuffled per epoch, forever, so every rank yields the
 same number of batches. Which source gives the next sample, which caption (style, language) a sample gets and
 the shard order are all hashes of (seed, ...) rather than RNG state, so the position (`state_dict`) is a few
-counters plus the keys waiting in the bucket buffers, and resuming from it gives the same next batches.
+counters plus the keys waiting in the bucket and shuffle buffers, and resuming from it gives the same next batches.
+
+Export shards hold one bucket each, ordered by key, so reading them in tar order would put the same samples
+together in a batch every epoch. An optional shuffle buffer (`shuffle_buffer` samples) breaks that up: each
+sample entering it pushes out one picked by a hash of the position, and the buffer's keys are part of the state.
 """
 
 from __future__ import annotations
@@ -115,10 +119,15 @@ class BucketBatches:
     def __init__(self, sources: dict[str, tuple[list[str], float]], batch_size: int, seed: int = 0,
                  styles: dict[str, float] | None = None, langs: dict[str, float] | None = None,
                  resolution: str | None = None, scale: float = 1.0, multiple: int = 16, rank: int = 0,
-                 world: int = 1, worker: int = 0, workers: int = 1):
+                 world: int = 1, worker: int = 0, workers: int = 1, shuffle_buffer: int = 0):
         self.sources = [Source(n, split_shards(sorted(s), rank, world, worker, workers), w)
                         for n, (s, w) in sorted(sources.items())]
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
+        # the hashes of one stream; a lone worker keeps the historic (seed, rank) stream
+        self.stream = (seed, rank) if workers == 1 else (seed, rank, worker)
+        self.shuffle_buffer = shuffle_buffer
+        self.shuffled: list[tuple[str, Sample]] = []  # the shuffle buffer, in a fixed (saved) order
+        self._warned = False
         self.styles = styles or {"short": 1.0, "long": 1.0, "alt": 0.5, "text_in_image": 1.0}
         self.langs = langs or {"zh": 1.0, "en": 1.0}
         self.resolution, self.scale, self.multiple = resolution, scale, multiple
@@ -132,23 +141,56 @@ class BucketBatches:
         return meta.get("aspect_bucket")
 
     def _draw(self) -> tuple[str, Sample]:
-        u = unit_hash("source", self.seed, self.rank, self.drawn)
+        u = unit_hash("source", *self.stream, self.drawn)
         name = weighted_pick([(s.name, s.weight) for s in self.sources], u)
         self.drawn += 1
         src = next(s for s in self.sources if s.name == name)
         return name, src.next(self.seed)
 
+    def _epochs(self) -> list[int]:
+        return [s.epoch for s in self.sources]
+
+    def _next_bucketed(self, since: list[int]) -> tuple[str, Sample, str] | None:
+        """The next (source, sample, bucket), through the shuffle buffer; None for a sample without a bucket
+        and while the buffer fills."""
+        if all(s.epoch - e >= 2 for s, e in zip(self.sources, since)):
+            raise RuntimeError(f"two passes over the shards gave no batch (skipped: {self.skipped}); check that "
+                               f"samples have captions in data.styles x data.langs and a bucket")
+        if len(self.shuffled) > self.shuffle_buffer:  # resumed with a smaller buffer: drain the surplus first
+            return self._leave()
+        name, sample = self._draw()
+        bucket = self.bucket_of(sample.meta)
+        if not bucket:
+            self.skipped["no_bucket"] += 1
+            return None
+        if not self.shuffle_buffer:
+            return name, sample, bucket
+        self.shuffled.append((name, sample))
+        if len(self.shuffled) < self.shuffle_buffer:
+            since[:] = self._epochs()  # no batch can come while the shuffle buffer fills
+            if any(self._epochs()) and not self._warned:
+                self._warned = True
+                log.warning("the shuffle buffer (%d samples) holds more than this worker's share of the data, so "
+                            "samples repeat in it; lower data.shuffle_buffer", self.shuffle_buffer)
+            return None
+        return self._leave()
+
+    def _leave(self) -> tuple[str, Sample, str]:
+        """Take one sample out of the shuffle buffer, picked by a hash of the position (swap-remove keeps the
+        buffer's order a function of the state)."""
+        i = int(unit_hash("shuffle", *self.stream, self.drawn, len(self.shuffled)) * len(self.shuffled))
+        name, sample = self.shuffled[i]
+        self.shuffled[i] = self.shuffled[-1]
+        self.shuffled.pop()
+        return name, sample, self.bucket_of(sample.meta)
+
     def __iter__(self):
-        since = [s.epoch for s in self.sources]
+        since = self._epochs()
         while True:
-            if all(s.epoch - e >= 2 for s, e in zip(self.sources, since)):
-                raise RuntimeError(f"two passes over the shards gave no batch (skipped: {self.skipped}); check that "
-                                   f"samples have captions in data.styles x data.langs and a bucket")
-            name, sample = self._draw()
-            bucket = self.bucket_of(sample.meta)
-            if not bucket:
-                self.skipped["no_bucket"] += 1
+            got = self._next_bucketed(since)
+            if got is None:
                 continue
+            name, sample, bucket = got
             buf = self.pending.setdefault(bucket, [])
             buf.append((name, sample))
             if len(buf) >= self.batch_size:  # >=: a resume with a smaller batch size must not stall a buffer
@@ -157,7 +199,7 @@ class BucketBatches:
                     del self.pending[bucket]
                 batch = self._collate(bucket, batch_items)
                 if batch is not None:
-                    since = [s.epoch for s in self.sources]
+                    since = self._epochs()
                     yield batch
 
     def _collate(self, bucket: str, items: list[tuple[str, Sample]]) -> dict | None:
@@ -183,20 +225,36 @@ class BucketBatches:
                 "sources": [r[3] for r in rows], "bucket": bucket, "size": size}
 
     def state_dict(self) -> dict:
-        """The exact position: counters per source and the keys waiting in each bucket buffer."""
+        """The exact position: counters per source and the keys waiting in the bucket and shuffle buffers."""
         return {"drawn": self.drawn, "skipped": dict(self.skipped),
                 "sources": {s.name: [s.epoch, s.shard_pos, s.sample_pos] for s in self.sources},
-                "pending": {b: [(n, s.shard, s.key) for n, s in items] for b, items in self.pending.items()}}
+                "pending": {b: [(n, s.shard, s.key) for n, s in items] for b, items in self.pending.items()},
+                "shuffled": [(n, s.shard, s.key) for n, s in self.shuffled]}
 
     def load_state_dict(self, state: dict) -> None:
+        if "workers" in state:
+            raise ValueError(f"the saved data position was read with data.workers={state['workers']}, this run "
+                             f"reads in-process (data.workers=0); resume with data.workers={state['workers']}")
         self.drawn, self.skipped = state["drawn"], dict(state["skipped"])
         for s in self.sources:
             s.epoch, s.shard_pos, s.sample_pos = state["sources"][s.name]
             s._it = None
-        self.pending = {}
-        for bucket, items in state["pending"].items():
-            by_shard: dict[str, set] = {}
-            for _, shard, key in items:
-                by_shard.setdefault(shard, set()).add(key)
-            found = {k: v for shard, keys in by_shard.items() for k, v in read_keys(shard, keys).items()}
-            self.pending[bucket] = [(n, found[key]) for n, _, key in items if key in found]
+        shuffled = state.get("shuffled", [])  # absent in positions saved before the shuffle buffer existed
+        found = _fetch([e for items in state["pending"].values() for e in items] + list(shuffled))
+        self.pending = {b: [(n, found[shard, key]) for n, shard, key in items if (shard, key) in found]
+                        for b, items in state["pending"].items()}
+        self.pending = {b: items for b, items in self.pending.items() if items}
+        self.shuffled = [(n, found[shard, key]) for n, shard, key in shuffled if (shard, key) in found]
+
+
+def _fetch(entries: list[tuple[str, str, str]]) -> dict[tuple[str, str], Sample]:
+    """Samples by (shard, key) for saved (source, shard, key) entries, reading each shard once."""
+    by_shard: dict[str, set[str]] = {}
+    for _, shard, key in entries:
+        by_shard.setdefault(shard, set()).add(key)
+    found = {(shard, k): v for shard, keys in by_shard.items() for k, v in read_keys(shard, keys).items()}
+    missing = len({(sh, k) for _, sh, k in entries} - set(found))
+    if missing:
+        log.warning("%d buffered samples of the saved data position are gone from their shards; resuming "
+                    "without them (were the shards rewritten since the checkpoint?)", missing)
+    return found

@@ -49,15 +49,21 @@ def split_shards(shards: list[str], rank: int = 0, world: int = 1, worker: int =
     return shards[rank * workers + worker::n]
 
 
-def iter_shard(path: str, skip: int = 0) -> Iterator[Sample]:
-    """Samples of one tar in order, members grouped by key; the first `skip` samples are passed over undecoded."""
+def iter_shard(path: str, skip: int = 0, keys: set[str] | None = None) -> Iterator[Sample]:
+    """Samples of one tar in order, members grouped by key; the first `skip` samples are passed over undecoded.
+
+    With `keys`, only those samples are read out of the tar (the others are passed over unread).
+    """
     index, cur_key, parts = 0, None, {}
+
+    def wanted(key) -> bool:
+        return index >= skip and (keys is None or key in keys)
 
     def flush():
         nonlocal index
         item = None
         if cur_key is not None:
-            if index >= skip:
+            if wanted(cur_key):
                 item = _sample(cur_key, parts, path)
             index += 1
         return item
@@ -73,7 +79,7 @@ def iter_shard(path: str, skip: int = 0) -> Iterator[Sample]:
                     if item:
                         yield item
                     cur_key, parts = key, {}
-                if index >= skip:  # skipped samples are never read out of the tar
+                if wanted(key):  # skipped samples are never read out of the tar
                     parts[ext] = tar.extractfile(member).read()
             item = flush()
             if item:
@@ -95,5 +101,5 @@ def _sample(key: str, parts: dict, shard: str) -> Sample | None:
 
 
 def read_keys(shard: str, keys: set[str]) -> dict[str, Sample]:
-    """Fetch particular samples of a shard by key (used to refill bucket buffers on resume)."""
-    return {s.key: s for s in iter_shard(shard) if s and s.key in keys}
+    """Fetch particular samples of a shard by key (used to refill the bucket and shuffle buffers on resume)."""
+    return {s.key: s for s in iter_shard(shard, keys=set(keys))}

@@ -48,14 +48,21 @@ def build_dit(cfg: TrainConfig, channels: int):
     return preset(cfg.model.preset, in_channels=channels, **dict(cfg.model.overrides))
 
 
-def build_data(cfg: TrainConfig, multiple: int, rank: int, world: int):
+def build_data(cfg: TrainConfig, multiple: int, rank: int, world: int, pin_memory: bool = False):
+    """The batch stream: read in this process (data.workers=0) or by DataLoader worker processes."""
+    from functools import partial
+
     from training.data.buckets import BucketBatches
+    from training.data.loader import WorkerBatches
     from training.data.shards import list_shards
 
     d = cfg.data
     sources = {n: (list_shards(s.path), s.weight) for n, s in d.sources.items()}
-    return BucketBatches(sources, d.batch_size, cfg.run.seed, dict(d.styles), dict(d.langs), d.resolution, d.scale,
-                         multiple, rank, world)
+    make = partial(BucketBatches, sources, d.batch_size, cfg.run.seed, dict(d.styles), dict(d.langs), d.resolution,
+                   d.scale, multiple, rank, world, shuffle_buffer=d.shuffle_buffer)
+    if not d.workers:
+        return make()
+    return WorkerBatches(make, d.workers, d.prefetch_factor, pin_memory)
 
 
 class Trainer:
@@ -73,7 +80,8 @@ class Trainer:
         self.cond = build_conditioner(cfg.text, self.dit.config.text_dim)
         self.nets = nn.ModuleDict({"dit": self.dit, "cond": self.cond}).to(self.device)
         self.distributed = self._parallelize()
-        self.data = build_data(cfg, self.vae.factor * self.dit.config.patch_size, self.rank, self.world)
+        self.data = build_data(cfg, self.vae.factor * self.dit.config.patch_size, self.rank, self.world,
+                               pin_memory=self.device.type == "cuda")
         params = [p for p in self.nets.parameters() if p.requires_grad]
         o = cfg.optim
         self.opt = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -126,7 +134,7 @@ class Trainer:
         from training.objectives.flow_matching import training_loss
 
         obj = self.cfg.objective
-        pixels = batch["pixels"].to(self.device)
+        pixels = batch["pixels"].to(self.device, non_blocking=True)  # pinned when read by workers on CUDA
         x0 = self.cache.encode(self.vae, pixels, batch["ids"], batch["size"])
         with self.autocast():
             text, mask, pooled = self.cond(batch["captions"], generator=self.gen)
@@ -261,6 +269,8 @@ class Trainer:
 def train(cfg: TrainConfig) -> Path:
     trainer = Trainer(cfg)
     trainer.run()
+    if hasattr(trainer.data, "close"):
+        trainer.data.close()  # the DataLoader workers, before sampling and export
     trainer.sample_grid()  # rank 0 of a single-process run only
     path = trainer.export()
     if trainer.writer:
