@@ -139,3 +139,12 @@ def test_trainer_with_workers_resumes_exactly_from_its_checkpoint(train_config, 
     resumed = Trainer(TrainConfig.model_validate(train_config))
     assert head + resumed.run(steps=5) == losses
     resumed.data.close()
+
+
+def test_a_shuffle_buffer_larger_than_the_data_warns(two_bucket_shards, caplog):
+    from training.data.buckets import BucketBatches
+
+    for k, warns in ((40, False), (100, True)):  # 60 samples
+        caplog.clear()
+        next(iter(BucketBatches({"toy": (two_bucket_shards, 1.0)}, 4, shuffle_buffer=k)))
+        assert ("lower data.shuffle_buffer" in caplog.text) is warns

@@ -127,7 +127,7 @@ class BucketBatches:
         self.stream = (seed, rank) if workers == 1 else (seed, rank, worker)
         self.shuffle_buffer = shuffle_buffer
         self.shuffled: list[tuple[str, Sample]] = []  # the shuffle buffer, in a fixed (saved) order
-        self._warned = False
+        self._fill_from, self._warned = None, False  # where the shuffle buffer began to fill; warned once
         self.styles = styles or {"short": 1.0, "long": 1.0, "alt": 0.5, "text_in_image": 1.0}
         self.langs = langs or {"zh": 1.0, "en": 1.0}
         self.resolution, self.scale, self.multiple = resolution, scale, multiple
@@ -168,12 +168,19 @@ class BucketBatches:
         self.shuffled.append((name, sample))
         if len(self.shuffled) < self.shuffle_buffer:
             since[:] = self._epochs()  # no batch can come while the shuffle buffer fills
-            if any(self._epochs()) and not self._warned:
-                self._warned = True
-                log.warning("the shuffle buffer (%d samples) holds more than this worker's share of the data, so "
-                            "samples repeat in it; lower data.shuffle_buffer", self.shuffle_buffer)
+            self._check_fill()
             return None
         return self._leave()
+
+    def _check_fill(self) -> None:
+        """Warn once when a source went round a whole epoch while the shuffle buffer filled."""
+        now = [(s.epoch, s.shard_pos, s.sample_pos) for s in self.sources]
+        if self._fill_from is None:
+            self._fill_from = now
+        elif not self._warned and any(p >= (f[0] + 1, *f[1:]) for p, f in zip(now, self._fill_from)):
+            self._warned = True
+            log.warning("the shuffle buffer (%d samples) is larger than this worker's share of the data, so "
+                        "samples repeat in it; lower data.shuffle_buffer", self.shuffle_buffer)
 
     def _leave(self) -> tuple[str, Sample, str]:
         """Take one sample out of the shuffle buffer, picked by a hash of the position (swap-remove keeps the
