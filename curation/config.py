@@ -307,6 +307,9 @@ class Stage3Config(Frozen):
     length_bounds: dict[str, dict[Literal["zh", "en"], tuple[int, int]]] = Field(
         default_factory=dict, description="style -> lang -> (min, max) words (en) or characters (zh); overrides")
     rows_per_task: int = Field(256, ge=1, description="samples per Spark task (model time dominates)")
+    embed_captions: bool = Field(False, description="embed each kept caption with stage 2's embedding model (from "
+                                 "its manifest; stage2.embed.device and batch_size) and store txt_emb, emb_model "
+                                 "and clip_score (cosine with the row's img_emb); needs a model with a text tower")
 
     @model_validator(mode="after")
     def _something(self):

@@ -65,6 +65,22 @@ def bounds(cfg: Stage3Config) -> dict[str, dict[str, Bounds]]:
     return out
 
 
+def caption_embedding(run_dir: Path) -> str:
+    """Stage 2's embedding model (from its manifest), so caption vectors live where the stored img_emb do."""
+    from curation.signals.embed import require_text_tower
+
+    s2 = runs.stage_dir(run_dir, "stage2")
+    if not runs.is_done(s2):
+        raise FileNotFoundError(f"stage3.embed_captions needs stage 2's image embeddings and model, and {run_dir} "
+                                f"has no finished stage2 table; run `sluice curate stage2` first or set "
+                                f"stage3.embed_captions=false")
+    spec = (runs.read_manifest(s2).get("embedding") or {}).get("model")
+    if not spec:
+        raise ValueError(f"{s2}/_manifest.json names no embedding model (embedding.model); rerun stage 2 with --force")
+    require_text_tower(spec, "stage3.embed_captions")
+    return spec
+
+
 def alt_rows(batch: pd.DataFrame) -> list[dict]:
     """Style alt: the record's own caption (cleaned at ingest), under the language it was detected in."""
     from curation.captioners.base import caption_row
@@ -84,15 +100,21 @@ class CaptionStep:
 
     name = "stage3_captions"
 
-    def __init__(self, captioner, keep_alt: bool, bounds: dict):
+    def __init__(self, captioner, keep_alt: bool, bounds: dict, embed: tuple[str, str, int] | None = None):
         self.captioner, self.keep_alt, self.bounds = captioner, keep_alt, bounds
+        self.embed = embed  # (model spec, device, batch size): kept captions get txt_emb and clip_score
 
     def __repr__(self) -> str:
-        return f"CaptionStep({self.captioner!r}, keep_alt={self.keep_alt}, bounds={self.bounds!r})"
+        return (f"CaptionStep({self.captioner!r}, keep_alt={self.keep_alt}, bounds={self.bounds!r}, "
+                f"embed={self.embed!r})")
 
     def load(self) -> None:
         if self.captioner is not None:
             self.captioner.load()
+        if self.embed is not None:
+            from curation.signals.embed import get_embedder
+
+            self.embedder = get_embedder(self.embed[0], self.embed[1])
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from curation.captioners.base import rows_frame
@@ -103,11 +125,17 @@ class CaptionStep:
             frames.append(self.captioner(batch))
         out = pd.concat(frames, ignore_index=True)
         ocr = dict(zip(batch["id"], batch["ocr_text"])) if "ocr_text" in batch.columns else {}
-        return apply_checks(out, ocr, self.bounds)
+        out = apply_checks(out, ocr, self.bounds)
+        if self.embed is None:
+            return out
+        from curation.signals.embed import embed_captions
+
+        return embed_captions(out, dict(zip(batch["id"], batch["img_emb"])), self.embedder, self.embed[2])
 
 
-def kept_rows(spark, run_dir: Path, table: str, with_pixels: bool):
-    """Kept rows of `table` with id, uri, alt text, OCR text, and the image bytes when a model needs them."""
+def kept_rows(spark, run_dir: Path, table: str, with_pixels: bool, with_emb: bool = False):
+    """Kept rows of `table` with id, uri, alt text, OCR text, the image bytes when a model needs them,
+    and stage 2's img_emb when captions are embedded."""
     from pyspark.sql import functions as F
 
     from curation.spark import read_table
@@ -115,7 +143,11 @@ def kept_rows(spark, run_dir: Path, table: str, with_pixels: bool):
     df = read_table(spark, str(runs.stage_dir(run_dir, table)), table)
     df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull())
     cols = ["id", "uri", "alt_text", "alt_lang"] + (["ocr_text"] if "ocr_text" in df.columns else [])
+    cols += ["img_emb"] if with_emb and "img_emb" in df.columns else []
     df = df.select(*cols)
+    if with_emb and "img_emb" not in cols:  # stage 1 as input: the vectors are in stage 2
+        s2 = read_table(spark, str(runs.stage_dir(run_dir, "stage2")), "stage2").select("id", "img_emb")
+        df = df.join(s2, "id", "left")
     if "ocr_text" not in cols:
         s1 = read_table(spark, str(runs.stage_dir(run_dir, "stage1")), "stage1").select("id", "ocr_text")
         df = df.join(s1, "id", "left")
@@ -143,6 +175,14 @@ def caption_counts(out_dir: Path) -> dict:
             "by_style": dict(sorted(per.items())), "top_errors": {k: int(v) for k, v in errors.items()}}
 
 
+def embedded_counts(out_dir: Path) -> dict:
+    """Captions embedded, and how many of them have an alignment score (a stored img_emb to compare with)."""
+    from tools.tables import open_table
+
+    pdf = open_table(out_dir).to_table(columns=["txt_emb", "clip_score"]).to_pandas()
+    return {"embedded": int(pdf["txt_emb"].notna().sum()), "with_clip_score": int(pdf["clip_score"].notna().sum())}
+
+
 def _spread(df, rows: int, rows_per_task: int):
     return df.repartition(max(1, -(-rows // rows_per_task)))
 
@@ -158,9 +198,11 @@ def run(spark, run_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
     captioner = build_captioner(s3)
     if captioner is None:
         log.warning(NO_CAPTIONER)
-    step = CaptionStep(captioner, s3.keep_alt, bounds(s3))
+    e2 = cfg.stage2.embed
+    embed = (caption_embedding(run_dir), e2.device, e2.batch_size) if s3.embed_captions else None
+    step = CaptionStep(captioner, s3.keep_alt, bounds(s3), embed)
     timer = runs.Timer()
-    df = kept_rows(spark, run_dir, table, with_pixels=captioner is not None)
+    df = kept_rows(spark, run_dir, table, with_pixels=captioner is not None, with_emb=embed is not None)
     with timer("count_input"):
         rows_in = df.count()
     df = _spread(df, rows_in, s3.rows_per_task)
@@ -181,6 +223,8 @@ def run(spark, run_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
         "output": {"path": str(out_dir), "usable": counts["samples_with_caption"], **counts},
         "captioner": repr(captioner) if captioner is not None else None,
         "note": NO_CAPTIONER if captioner is None else None,
+        "caption_embedding": {"model": embed[0], "from": str(runs.stage_dir(run_dir, "stage2")),
+                              **embedded_counts(out_dir)} if embed else None,
         "config": cfg.model_dump(mode="json"),
         "timings_s": timer.timings,
     }

@@ -214,3 +214,39 @@ def _batched(fn, items: list, size: int) -> np.ndarray:
     if not items:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate([fn(items[i : i + size]) for i in range(0, len(items), size)])
+
+
+def require_text_tower(spec: str, where: str) -> None:
+    """Fail when `spec` cannot embed text (the weight-free descriptor): caption alignment needs a text tower."""
+    if not make_embedder(spec).has_text:
+        raise ValueError(f"{where}: the embedding model {spec!r} has no text tower (weight-free descriptor), so "
+                         f"captions cannot be embedded or scored; set stage2.embed.model to a CLIP model "
+                         f"(open_clip:... or hf:...) and rerun stage 2, or turn {where} off")
+
+
+def embed_captions(rows: pd.DataFrame, img_by_id: dict, embedder, batch_size: int = 32) -> pd.DataFrame:
+    """txt_emb, emb_model and clip_score for each caption row with text and no drop or error.
+
+    `img_by_id`: sample id -> its stored img_emb cell (float16 bytes) or None; clip_score is the cosine
+    with it, null when the sample has none. Rows without a kept caption get nulls.
+    """
+    out = rows.copy()
+    for c in ("txt_emb", "emb_model", "clip_score"):
+        out[c] = pd.Series([None] * len(out), index=out.index, dtype=object)
+    kept = [n for n, (t, d, e) in enumerate(zip(out["text"], out["drop_reason"], out["error"]))
+            if isinstance(t, str) and t.strip() and not isinstance(d, str) and not isinstance(e, str)]
+    if not kept:
+        return out
+    txt = _batched(embedder.encode_texts, [out["text"].iat[n] for n in kept], batch_size)
+    cols = {c: out.columns.get_loc(c) for c in ("txt_emb", "emb_model", "clip_score")}
+    for n, vec, cell in zip(kept, txt, codec.encode(txt)):
+        out.iat[n, cols["txt_emb"]], out.iat[n, cols["emb_model"]] = cell, embedder.name
+        img = img_by_id.get(out["id"].iat[n])
+        if isinstance(img, (bytes, bytearray)):
+            img = codec.decode([img])[0]
+            if img.shape != vec.shape:
+                raise ValueError(f"caption embedding has {vec.shape[0]} dims but the stored img_emb of "
+                                 f"{out['id'].iat[n]!r} has {img.shape[0]}: the stage-2 table was not made by "
+                                 f"{embedder.name}; rerun stage 2 or stage 3 against the same run")
+            out.iat[n, cols["clip_score"]] = float(np.dot(vec, img) / max(np.linalg.norm(img), 1e-8))
+    return out

@@ -140,3 +140,33 @@ def test_gpu_conf_and_discovery_script():
                          env={"CUDA_VISIBLE_DEVICES": "0,3", "PATH": "/usr/bin:/bin"})
     assert json.loads(out.stdout) == {"name": "gpu", "addresses": ["0", "3"]}
     assert pick_device("cpu") == "cpu"
+
+
+def test_caption_rows_are_embedded_and_scored_against_the_stored_image(models):
+    """Only kept captions get a vector; clip_score is the cosine with the sample's stored img_emb."""
+    from curation.signals.embed import embed_captions, get_embedder
+
+    emb = get_embedder(models["altclip"], "cpu")
+    china, _ = _photos()
+    img = emb.encode_images([china])
+    rows = pd.DataFrame({"id": ["a", "a", "a", "b", "c"], "text": ["一座城市", "a photo of the city", None, "cat", "dog"],
+                         "drop_reason": [None, None, "too_short", None, None],
+                         "error": [None, None, None, None, "HTTP 503"]}, index=[5, 6, 7, 8, 9])
+    out = embed_captions(rows, {"a": codec.encode(img)[0], "b": None}, emb, batch_size=1)
+    assert list(out.index) == [5, 6, 7, 8, 9] and out["txt_emb"].notna().tolist() == [True, True, False, True, False]
+    assert out["emb_model"].dropna().eq(models["altclip"]).all()
+    txt = codec.decode(out["txt_emb"].iloc[:2])
+    np.testing.assert_allclose(txt, emb.encode_texts(["一座城市", "a photo of the city"]), atol=2e-3)
+    want = txt @ img[0] / np.linalg.norm(txt, axis=1)
+    np.testing.assert_allclose(out["clip_score"].iloc[:2].astype(float), want, atol=5e-3)
+    assert out.loc[8, "clip_score"] is None  # no stored image vector: text embedded, no score
+    with pytest.raises(ValueError, match="was not made by"):
+        embed_captions(rows, {"a": codec.encode(np.ones((1, 8)))[0]}, emb)
+
+
+def test_descriptor_cannot_embed_captions():
+    from curation.signals.embed import require_text_tower
+
+    with pytest.raises(ValueError, match="no text tower"):
+        require_text_tower("descriptor-v1", "stage3.embed_captions")
+    require_text_tower("open_clip:ViT-B-32", "x")  # not loaded: only the spec is checked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from curation.config import CurateConfig
@@ -196,3 +197,64 @@ def test_gpu_scheduling_follows_the_transformers_captioner():
     served = CurateConfig.model_validate({"spark": {"master": "spark://head:7077"}, "stage3": {"captioner": {
         "backend": "served", "model": "m", "url": "http://127.0.0.1:1/v1"}}})
     assert "spark.task.resource.gpu.amount" not in _spark_conf(served, [pipeline.stage("stage3")])
+
+
+@pytest.fixture(scope="module")
+def clip_run(spark, demo_run, tmp_path_factory):
+    """The demo corpus's raw and stage-1 tables, then stage 2 with a tiny open_clip model (a text tower)."""
+    from curation.jobs import stage2
+    from tools.tiny_clip import write_tiny_open_clip
+
+    src, _ = demo_run
+    run = tmp_path_factory.mktemp("s3clip") / "run"
+    for name in ("raw", "stage1"):
+        shutil.copytree(src / name, run / name)
+    spec = write_tiny_open_clip(run.parent / "model")
+    cfg = {"stage2": {"embed": {"model": spec, "device": "cpu", "batch_size": 16}, "concepts": {"enabled": False}},
+           "stage3": {"embed_captions": True}}
+    stage2.run(spark, run / "stage1", run / "raw", run / "stage2", CurateConfig.model_validate(cfg))
+    return run, spec, cfg
+
+
+def test_captions_are_embedded_with_stage2s_model_and_scored(spark, clip_run):
+    """Demo corpus end to end: every kept caption (alt and a served model's) has a vector from stage 2's
+    model and its cosine with the row's stored img_emb; dropped and failed captions have none."""
+    from curation.jobs import stage3
+    from curation.signals import embedding_codec as codec
+    from curation.signals.embed import get_embedder
+    from tools.fake_openai_server import FakeOpenAIServer
+
+    run, spec, cfg = clip_run
+    with FakeOpenAIServer(latency_s=0.0, fail_rate=0.1) as srv:
+        cfg = CurateConfig.model_validate({**cfg, "stage3": {**cfg["stage3"], "captioner": {
+            "backend": "served", "url": srv.url, "model": "fake-vlm", "styles": ["short"], "retries": 0}}})
+        m = stage3.run(spark, run, run / "stage3", cfg)
+    df = _captions(run)
+    s2 = open_table(run / "stage2").to_table(columns=["id", "img_emb", "drop_reason", "error"]).to_pandas()
+    kept_in = s2[s2["drop_reason"].isna() & s2["error"].isna()]
+    assert set(df["id"]) == set(kept_in["id"]) and m["input"]["table"] == "stage2"
+    kept = df["text"].notna()
+    assert kept.sum() > len(kept_in) and set(df.loc[kept, "style"]) == {"alt", "short"}
+    assert df.loc[kept, "txt_emb"].notna().all() and df.loc[~kept, ["txt_emb", "clip_score"]].isna().all().all()
+    assert df.loc[kept, "emb_model"].eq(spec).all() and df["error"].notna().any()
+    img = dict(zip(kept_in["id"], kept_in["img_emb"]))
+    k = df[kept]
+    txt, imgs = codec.decode(k["txt_emb"]), codec.decode([img[i] for i in k["id"]])
+    np.testing.assert_allclose(k["clip_score"].astype(float), (txt * imgs).sum(axis=1), atol=5e-3)
+    again = get_embedder(spec, "cpu").encode_texts(k["text"].iloc[:4].tolist())  # the same model, reloaded
+    np.testing.assert_allclose(txt[:4], again, atol=2e-3)
+    assert m["caption_embedding"] == {"model": spec, "from": str(run / "stage2"), "embedded": int(kept.sum()),
+                                      "with_clip_score": int(kept.sum())}
+
+
+def test_embedding_captions_needs_a_text_tower_and_stage2(spark, demo_run, synthetic, tmp_path):
+    from curation.jobs import stage3
+
+    on = CurateConfig.model_validate({"stage3": {"embed_captions": True}})
+    run, _ = demo_run  # stage 2 with the weight-free descriptor
+    with pytest.raises(ValueError, match="no text tower"):
+        stage3.run(spark, run, tmp_path / "s3", on)
+    bare, _ = _fresh(synthetic, "no_stage2")  # stage 1 only
+    with pytest.raises(FileNotFoundError, match="sluice curate stage2"):
+        stage3.run(spark, bare, bare / "stage3", on)
+    assert not runs.is_done(tmp_path / "s3") and not runs.is_done(bare / "stage3")
