@@ -176,11 +176,15 @@ def caption_counts(out_dir: Path) -> dict:
 
 
 def embedded_counts(out_dir: Path) -> dict:
-    """Captions embedded, and how many of them have an alignment score (a stored img_emb to compare with)."""
+    """Captions embedded, and how many of them have an alignment score (a stored img_emb to compare with);
+    counted batch by batch in the dataset scan, so the vectors never gather in the driver."""
+    import pyarrow.dataset as ds
+
     from tools.tables import open_table
 
-    pdf = open_table(out_dir).to_table(columns=["txt_emb", "clip_score"]).to_pandas()
-    return {"embedded": int(pdf["txt_emb"].notna().sum()), "with_clip_score": int(pdf["clip_score"].notna().sum())}
+    t = open_table(out_dir)
+    return {c: t.count_rows(filter=ds.field(f).is_valid())
+            for c, f in (("embedded", "txt_emb"), ("with_clip_score", "clip_score"))}
 
 
 def _spread(df, rows: int, rows_per_task: int):
