@@ -234,7 +234,8 @@ def bench_embeddings(workdir: Path) -> dict:
     spark.range(n, numPartitions=max(4, n // 50_000)).mapInPandas(
         gen, "id string, img_emb binary, q_sharpness double").write.mode("overwrite").parquet(path)
     df = spark.read.parquet(path)
-    out: dict = {"rows": n, "dim": dim, "levels": ARGS.levels, "sample": ARGS.sample}
+    out: dict = {"rows": n, "dim": dim, "levels": ARGS.levels, "sample": ARGS.sample,
+                 "load_avg_1m_start": os.getloadavg()[0]}
     with PeakRSS() as m:
         sample = sample_embeddings(df, ARGS.sample, seed=0)
     out["sample_s"], out["sample_peak_rss_gib"] = round(m.wall, 1), round(m.peak / 2**30, 2)
@@ -253,6 +254,7 @@ def bench_embeddings(workdir: Path) -> dict:
         dups = semantic_dedup(paths, threshold=0.95, order="q_sharpness DESC").filter("dup_of IS NOT NULL").count()
     out["semantic_s"], out["semantic_peak_rss_gib"] = round(m.wall, 1), round(m.peak / 2**30, 2)
     out["semantic_dropped"], out["planted_copies"] = dups, n // 20
+    out["load_avg_1m_end"] = os.getloadavg()[0]
     return out
 
 
