@@ -46,6 +46,7 @@ def test_without_a_captioner_only_alt_text_is_kept_and_said(spark, synthetic):
     kept_in = set(kinds["kept"]) | set(kinds["broken"])
     assert set(df["id"]) == kept_in and len(df) == len(kept_in)  # one alt row per kept sample
     assert set(df["style"]) == {"alt"} and df["model"].eq("alt_text").all()
+    assert df[["txt_emb", "emb_model", "clip_score"]].isna().all().all()  # stage3.embed_captions is off by default
     assert not set(df["id"]) & (set(kinds["dropped"]) | set(kinds["error"]))
     assert set(df["drop_reason"].dropna()) <= {"no_alt_text", "unsupported_language"}
     kept = df[df["drop_reason"].isna()]
