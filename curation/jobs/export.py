@@ -66,13 +66,17 @@ def sample_json(rec: dict, primary: str, per: dict, signals: tuple[tuple[str, st
     from the first examples and fails on, or silently drops, anything else): every style and language is
     present ("" when missing), string signals are "" and numeric ones NaN when missing."""
     captions = {s: {lang: "" for lang in CAPTION_LANGS} for s in CAPTION_STYLES}
+    clip_scores = {s: {lang: math.nan for lang in CAPTION_LANGS} for s in CAPTION_STYLES}
     for c in rec["captions"] if rec["captions"] is not None else []:
         captions[c["style"]][c["lang"]] = c["text"]
+        if c.get("clip_score") is not None:  # stage3.embed_captions
+            clip_scores[c["style"]][c["lang"]] = float(c["clip_score"])
     styles = sorted(f"{s}_{lang}" for s, langs in captions.items() for lang, t in langs.items() if t)
     return {
         "id": rec["id"], "key": rec["id"], "source": rec.get("source") or "", "uri": rec.get("uri") or "",
         "orig_width": int(rec["width"]), "orig_height": int(rec["height"]),
         "aspect_bucket": primary, "aspect_buckets": per, "captions": captions, "styles": styles,
+        "caption_clip_scores": clip_scores,
         "signals": {k: _signal(rec.get(k), kind) for k, kind in signals},
         "tags": jsonable(rec.get("tags")) or [], "cluster_path": jsonable(rec.get("cluster_path")) or [],
     }
@@ -107,8 +111,9 @@ def captioned(spark, run_dir: Path, table: str):
     from curation.spark import read_table
 
     caps = read_table(spark, str(runs.stage_dir(run_dir, "stage3")), "captions").where(F.col("text").isNotNull())
-    caps = caps.groupBy("id").agg(F.collect_list(F.struct("style", "lang", "text", "model", "prompt_version"))
-                                  .alias("captions"))
+    score = F.col("clip_score") if "clip_score" in caps.columns else F.lit(None).cast("float")  # older stage 3
+    caps = caps.groupBy("id").agg(F.collect_list(F.struct("style", "lang", "text", "model", "prompt_version",
+                                                          score.alias("clip_score"))).alias("captions"))
     df = read_table(spark, str(runs.stage_dir(run_dir, table)), table)
     df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull())
     if table != "stage1":  # later tables may not carry every stage-1 signal: take the missing ones

@@ -113,6 +113,9 @@ def test_sample_content_follows_the_contract(exported):
                 assert meta["styles"] == [f"alt_{src['alt_lang']}"]
             else:
                 assert meta["styles"] == []
+            # caption embedding was off: every style and language present, NaN
+            assert set(meta["caption_clip_scores"]) == set(CAPTION_STYLES)
+            assert all(math.isnan(x) for v in meta["caption_clip_scores"].values() for x in v.values())
             present = {f"{s}_{lang}" for s, v in meta["captions"].items() for lang, t in v.items() if t}
             assert present == set(meta["styles"])
             assert meta["signals"]["ocr_text"] == (src["ocr_text"] or "")

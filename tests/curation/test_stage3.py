@@ -246,6 +246,32 @@ def test_captions_are_embedded_with_stage2s_model_and_scored(spark, clip_run):
     np.testing.assert_allclose(txt[:4], again, atol=2e-3)
     assert m["caption_embedding"] == {"model": spec, "from": str(run / "stage2"), "embedded": int(kept.sum()),
                                       "with_clip_score": int(kept.sum())}
+    _export_carries_clip_scores(spark, run, k)
+
+
+def _export_carries_clip_scores(spark, run, kept_captions):
+    """The shards give each passing caption its clip_score under the same style and language; NaN elsewhere."""
+    import json
+    import math
+    import tarfile
+
+    from curation.jobs import export
+
+    export.run(spark, run, run / "export", CurateConfig.model_validate({"export": {"shard_size": 4}}))
+    want = {(r.id, r.style, r.lang): float(r.clip_score) for r in kept_captions.itertuples()}
+    seen = 0
+    for tar in (run / "export" / "shards").rglob("*.tar"):
+        with tarfile.open(tar) as tf:
+            for member in (m for m in tf.getmembers() if m.name.endswith(".json")):
+                meta = json.loads(tf.extractfile(member).read())
+                for style, langs in meta["caption_clip_scores"].items():
+                    for lang, score in langs.items():
+                        if (meta["id"], style, lang) in want:
+                            assert score == pytest.approx(want[meta["id"], style, lang], abs=1e-6)
+                            seen += 1
+                        else:
+                            assert math.isnan(score)
+    assert seen == len(want)
 
 
 def test_embedding_captions_needs_a_text_tower_and_stage2(spark, demo_run, synthetic, tmp_path):
