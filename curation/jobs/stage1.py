@@ -32,16 +32,22 @@ def build_signals(cfg: Stage1Config) -> tuple:
         from curation.signals.layout import LayoutSignal
 
         out.append(LayoutSignal())
+    structure = None
     if sig.structure.enabled:
         from curation.signals.structure import StructureSignal
 
-        out.append(StructureSignal(model=sig.structure.model))
+        structure = StructureSignal(model=sig.structure.model)
+        out.append(structure)
     if sig.ocr.enabled:
         from curation.signals.ocr import OcrSignal
 
         o = sig.ocr
         out.append(OcrSignal(backend=o.backend, det_max_side=o.det_max_side, min_conf=o.min_conf,
                              det_model=o.det_model, rec_model=o.rec_model, cls_model=o.cls_model))
+        if structure is not None and sig.structure.fusion:  # reads both outputs: last
+            from curation.signals.structure_fusion import StructureFusionSignal
+
+            out.append(StructureFusionSignal(structure=structure, path=sig.structure.fusion_model))
     return tuple(out)
 
 

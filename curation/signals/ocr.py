@@ -264,7 +264,9 @@ class OcrSignal:
             raise RuntimeError("OcrSignal.load() must run before score_image() (once per worker)")
         image = img.image if img.image.mode == "RGB" else img.image.convert("RGB")
         rgb = np.asarray(image)  # (H, W, 3) uint8
-        return self.columns_for(engine(rgb), width=rgb.shape[1], height=rgb.shape[0])
+        lines = engine(rgb)
+        img.cache["ocr_lines"] = lines  # unfiltered, for the structure fusion head (structure_fusion.py)
+        return self.columns_for(lines, width=rgb.shape[1], height=rgb.shape[0])
 
     def _keep(self, text: str, conf: float) -> bool:
         n = len("".join(text.split()))

@@ -173,6 +173,8 @@ class StructureSignal:
     def score_images(self, imgs: list[Decoded]) -> list[dict]:
         """Signal values for several decoded images in one model call (faster than one by one)."""
         probs = self.probabilities([img.image for img in imgs])
+        for img, p in zip(imgs, probs):
+            img.cache["structure_probs"] = p  # for the fusion head, which runs after OCR
         name = self._detector.name if imgs else None
         return [{col: float(p[HEADS.index(head)]) for col, head in COLUMNS.items()} | {"s_detector": name}
                 for p in probs]

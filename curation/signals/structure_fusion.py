@@ -1,0 +1,83 @@
+"""The structure signal's second opinion: the CNN's probabilities joined with where OCR found text.
+
+Runs after `StructureSignal` and `OcrSignal` on the same decoded image (they leave their raw outputs in
+`Decoded.cache`), computes `structure_features.image_features` (the CNN on the whole image and on its
+four tiles, OCR geometry, repetition and stroke/background pixel statistics) and replaces the heads the
+head file holds (of `s_watermark`, `s_logo`, `s_text_overlay`) with the probabilities of boosted trees
+trained on generated data by `tools/scripts/train_structure_fusion.py` (weights/STRUCTURE_FUSION_CARD.md);
+the shipped file fuses `s_text_overlay` only (why: the card). `s_detector` then names both models. The
+head was trained on the shipped CNN's outputs, so it refuses any other detector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from curation.signals.boosted_trees import BoostedTrees
+from curation.signals.structure import COLUMNS, DEFAULT_NAME, HEADS, StructureSignal
+from curation.signals.structure_features import IMAGE_FEATURES, image_features, tiles
+
+FUSION_NAME = "structure_fusion_v1"
+
+
+def default_fusion_path() -> Path:
+    return Path(__file__).resolve().parent / "weights" / f"{FUSION_NAME}.npz"
+
+
+def load_fusion(path: Path) -> BoostedTrees:
+    if not path.is_file():
+        raise FileNotFoundError(f"structure fusion head not found: {path}; set stage1.signals.structure.fusion "
+                                "to false, or retrain it with tools/scripts/train_structure_fusion.py")
+    with np.load(path, allow_pickle=False) as z:
+        head = BoostedTrees(z)
+        meta = json.loads(str(z["meta"])) if "meta" in z else {}
+    if head.features != IMAGE_FEATURES or not set(head.heads) <= set(HEADS):
+        raise ValueError(f"structure fusion head {path} was trained on other features or heads than this "
+                         "version of sluice computes; retrain it with tools/scripts/train_structure_fusion.py")
+    head.meta = meta
+    return head
+
+
+@dataclass(frozen=True)
+class StructureFusionSignal:
+    """Fused s_watermark, s_logo, s_text_overlay; must come after the structure and OCR signals."""
+
+    structure: StructureSignal
+    path: str | None = None  # None = the shipped structure_fusion_v1.npz
+
+    name: ClassVar[str] = "structure_fusion"
+    columns: ClassVar[dict[str, pa.DataType]] = dict(StructureSignal.columns)
+
+    def load(self) -> None:
+        if getattr(self, "_head", None) is not None:
+            return
+        self.structure.load()
+        head = load_fusion(Path(self.path).expanduser() if self.path else default_fusion_path())
+        trained_on = head.meta.get("detector", DEFAULT_NAME)
+        if self.structure.detector_name != trained_on:
+            raise ValueError(f"the structure fusion head was trained on the outputs of {trained_on}, not "
+                             f"{self.structure.detector_name}; set stage1.signals.structure.fusion: false for a "
+                             "detector of your own (or retrain the head on it)")
+        object.__setattr__(self, "_head", head)  # frozen dataclass: the model is not config
+
+    @property
+    def decode_long_side(self) -> int:
+        return 1024  # the OCR analysis size: the lines it reads are in those pixels
+
+    def score_image(self, img) -> dict:
+        if "ocr_lines" not in img.cache or "structure_probs" not in img.cache:
+            raise RuntimeError("StructureFusionSignal needs the structure and OCR signals to run first on "
+                               "the same image (stage1.signals.structure and .ocr enabled)")
+        x = image_features(img.image, img.cache["structure_probs"],
+                           self.structure.probabilities(tiles(img.image)), img.cache["ocr_lines"])
+        fused = dict(zip(self._head.heads, self._head.predict(x[None, :])[0]))
+        cnn = dict(zip(HEADS, img.cache["structure_probs"]))
+        # a head the file leaves out keeps the CNN's value (structure_fusion_v1 fuses text_overlay only)
+        return ({col: float(fused.get(head, cnn[head])) for col, head in COLUMNS.items()}
+                | {"s_detector": f"{self.structure.detector_name}+{FUSION_NAME}"})

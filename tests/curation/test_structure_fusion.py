@@ -1,0 +1,145 @@
+"""The structure fusion head: exported trees equal scikit-learn's, features, wiring, and what it does on
+held-out photos (text overlays found, scene text kept)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("rapidocr")
+pytest.importorskip("skimage")
+
+from curation.signals.analysis import decode_for_analysis  # noqa: E402
+from curation.signals.boosted_trees import BoostedTrees, export_hgb  # noqa: E402
+from curation.signals.structure import StructureSignal  # noqa: E402
+from curation.signals.structure_features import IMAGE_FEATURES, image_features  # noqa: E402
+from curation.signals.structure_fusion import FUSION_NAME, StructureFusionSignal, default_fusion_path  # noqa: E402
+from tools import structure_data as sd  # noqa: E402
+
+SEED = 5151  # neither the CNN's (0, 10000) nor the head's (20000) training or validation seeds
+
+
+def test_exported_trees_predict_what_scikit_learn_predicts():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1500, 5))
+    x[rng.random(x.shape) < 0.05] = np.nan  # missing values take the side the fit chose
+    y = (np.nan_to_num(x[:, 0]) + 0.5 * np.nan_to_num(x[:, 1]) ** 2 + 0.3 * rng.normal(size=1500) > 0.4).astype(int)
+    models = {"a": HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(x, y),
+              "b": HistGradientBoostingClassifier(max_iter=30, random_state=1).fit(x, 1 - y)}
+    trees = BoostedTrees(export_hgb(models, tuple("vwxyz")))
+    ours = trees.predict(x[:300])
+    for j, head in enumerate(trees.heads):
+        np.testing.assert_allclose(ours[:, j], models[head].predict_proba(x[:300])[:, 1], atol=1e-9)
+    with pytest.raises(ValueError, match="expected 5 features"):
+        trees.predict(x[:3, :4])
+
+
+def test_malformed_tree_arrays_are_refused():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.random.default_rng(1).normal(size=(200, 2))
+    arrays = export_hgb({"h": HistGradientBoostingClassifier(max_iter=5).fit(x, x[:, 0] > 0)}, ("p", "q"))
+    arrays["h.left"] = arrays["h.left"][:-1]
+    with pytest.raises(ValueError, match="malformed"):
+        BoostedTrees(arrays)
+
+
+def test_features_without_text_and_with_a_tiled_mark():
+    from PIL import Image
+
+    image = Image.new("RGB", (400, 300), (90, 120, 150))
+    cnn, tiles = np.array([0.1, 0.2, 0.3]), np.full((4, 3), 0.05)
+    none = dict(zip(IMAGE_FEATURES, image_features(image, cnn, tiles, [])))
+    assert none["has_text"] == 0 and none["n_lines"] == 0 and none["cnn_text_overlay"] == pytest.approx(0.3)
+    quad = [[10, 10], [110, 10], [110, 30], [10, 30]]
+    lines = [(np.array(quad) + [0, 60 * i], "© PhotoHub", 0.9) for i in range(4)] + [(np.array(quad) + [250, 0], "OPEN", 0.95)]
+    tiled = dict(zip(IMAGE_FEATURES, image_features(image, cnn, tiles, lines)))
+    assert tiled["has_text"] == 1 and tiled["max_repeat"] == pytest.approx(np.log1p(4))
+    assert tiled["repeat_share"] == pytest.approx(4 / 5)
+    assert tiled["max_angle"] == 0
+
+
+def test_shipped_head_matches_this_feature_set():
+    with np.load(default_fusion_path()) as z:
+        trees = BoostedTrees(z)
+        meta = json.loads(str(z["meta"]))
+    assert trees.features == IMAGE_FEATURES
+    assert meta["detector"] == "structure_v1"
+    assert default_fusion_path().stat().st_size < 2 * 2**20
+
+
+def test_head_trained_on_another_detector_is_refused(tmp_path):
+    with np.load(default_fusion_path()) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["meta"] = np.array(json.dumps({"detector": "someone_elses_detector"}))
+    np.savez(tmp_path / "other.npz", **arrays)
+    with pytest.raises(ValueError, match="fusion: false"):
+        StructureFusionSignal(StructureSignal(), path=str(tmp_path / "other.npz")).load()
+    with pytest.raises(FileNotFoundError, match="fusion"):
+        StructureFusionSignal(StructureSignal(), path=str(tmp_path / "missing.npz")).load()
+
+
+def test_stage1_runs_fusion_after_ocr_only_when_both_are_on():
+    from curation.config import Stage1Config
+    from curation.jobs.stage1 import build_signals
+
+    names = [s.name for s in build_signals(Stage1Config())]
+    assert names[-2:] == ["ocr", "structure_fusion"]
+    off = Stage1Config.model_validate({"signals": {"structure": {"fusion": False}}})
+    assert "structure_fusion" not in [s.name for s in build_signals(off)]
+    no_ocr = Stage1Config.model_validate({"signals": {"ocr": {"enabled": False}}})
+    assert "structure_fusion" not in [s.name for s in build_signals(no_ocr)]
+
+
+def _jpeg(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fused_rows():
+    """Held-out photos with overlays, scene text and nothing, scored as stage 1 does (structure, OCR, fusion)."""
+    from curation.signals.ocr import OcrSignal
+
+    structure, ocr = StructureSignal(), OcrSignal()
+    fusion = StructureFusionSignal(structure)
+    for s in (structure, ocr, fusion):
+        s.load()
+    photos, pages = sd.split_photos("heldout")
+    kinds = ["subtitle", "caption_bar", "meme", "sticker"] * 2 + ["scene_sign", "scene_poster"] * 4 + ["clean"] * 4
+    rows = []
+    for i, kind in enumerate(kinds):
+        image, labels = sd.make_sample(photos[i % len(photos)][1], kind, np.random.default_rng([SEED, i]), pages[0])
+        img = decode_for_analysis(_jpeg(image))
+        cnn = structure.score_image(img)
+        ocr.score_image(img)
+        rows.append((kind, labels, cnn, fusion.score_image(img)))
+    return rows
+
+
+def test_fusion_needs_structure_and_ocr_first():
+    from PIL import Image
+
+    img = decode_for_analysis(_jpeg(Image.new("RGB", (64, 64), (10, 20, 30))))
+    with pytest.raises(RuntimeError, match="run first"):
+        StructureFusionSignal(StructureSignal()).score_image(img)
+
+
+def test_fused_scores_find_overlays_and_keep_scene_text(fused_rows):
+    for _, _, _, row in fused_rows:
+        assert set(row) == set(StructureSignal.columns)
+        assert row["s_detector"] == f"structure_v1+{FUSION_NAME}"
+    overlay = [row["s_text_overlay"] for _, lab, _, row in fused_rows if lab["text_overlay"]]
+    others = [row["s_text_overlay"] for _, lab, _, row in fused_rows if not lab["text_overlay"]]
+    assert len(overlay) >= 6 and len(others) >= 8
+    assert np.mean(np.array(overlay) >= 0.5) >= 0.75, overlay
+    scene = [row["s_text_overlay"] for _, lab, _, row in fused_rows if lab["scene_text"] and not lab["text_overlay"]]
+    assert np.mean(np.array(scene) >= 0.5) <= 0.25, scene
+    assert min(overlay) < 1 and max(others) > 0  # probabilities, not constants

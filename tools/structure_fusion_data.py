@@ -1,0 +1,109 @@
+"""Raw stage-1 outputs on generated structure samples: what the fusion head of the structure signal learns from.
+
+For each sample of `tools.structure_data` (a split's photos, a seed): the JPEG bytes, the shipped CNN
+detector's three probabilities and the OCR engine's raw lines (quads, text, confidence), both computed on
+`decode_for_analysis` of those bytes at the OCR analysis size, exactly as stage 1 computes them. Saved as
+one pickle per chunk so that the features (`curation.signals.structure_fusion`) can be redesigned and the
+head retrained without running OCR again (OCR is ~0.3-1 s per image on one core).
+
+    python -m tools.structure_fusion_data --out /tmp/fusion --split train --n 2400 --seed 20000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from tools import structure_data as sd
+
+log = logging.getLogger(__name__)
+CHUNK = 200
+_STATE: dict = {}
+
+
+def _init(split: str) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from curation.signals.ocr import OcrSignal
+    from curation.signals.structure import StructureSignal
+
+    _STATE["photos"], _STATE["pages"] = sd.split_photos(split)
+    _STATE["structure"] = StructureSignal()
+    _STATE["structure"].load()
+    _STATE["ocr"] = OcrSignal()
+    _STATE["ocr"].load()
+
+
+def jpeg_quality(seed: int, index: int, split: str) -> int:
+    rng = np.random.default_rng([seed, index, 1])
+    return int(rng.integers(60, 96)) if split == "train" else int(rng.integers(75, 96))
+
+
+def raw_outputs(data: bytes, structure, ocr) -> dict:
+    """The detector's probabilities and the OCR engine's unfiltered lines, as stage 1 computes them."""
+    from curation.signals.analysis import decode_for_analysis
+
+    img = decode_for_analysis(data)
+    probs = structure.probabilities([img.image])[0]
+    lines = ocr._engine(np.asarray(img.image))
+    return {"cnn": probs.astype(np.float32), "lines": [(q.tolist(), t, c) for q, t, c in lines],
+            "size": img.image.size}
+
+
+def _one(job: tuple[int, int, float, str]) -> dict:
+    index, seed, procedural, split = job
+    r = sd.make_record(_STATE["photos"], index, seed, _STATE["pages"], procedural)
+    data = sd.encode_jpeg(r["image"], jpeg_quality(seed, index, split))
+    out = raw_outputs(data, _STATE["structure"], _STATE["ocr"])
+    return {"index": index, "jpeg": data, "labels": r["labels"], "kind": r["kind"], "shown": r["shown"],
+            "subject": r["subject"], **out}
+
+
+def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: int) -> list[Path]:
+    """Chunks of `CHUNK` samples under `out`; a chunk already there is kept (the run can be resumed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with Pool(workers, initializer=_init, initargs=(split,)) as pool:
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            path = out / f"{split}-s{seed}-p{procedural}-{start:06d}-{stop:06d}.pkl"
+            paths.append(path)
+            if path.is_file():
+                continue
+            t0 = time.time()
+            rows = pool.map(_one, [(i, seed, procedural, split) for i in range(start, stop)], chunksize=4)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(rows))
+            tmp.rename(path)
+            log.info("%s %d..%d in %.0f s", split, start, stop, time.time() - t0)
+    return paths
+
+
+def load(paths) -> list[dict]:
+    rows = []
+    for p in paths:
+        rows.extend(pickle.loads(Path(p).read_bytes()))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--split", choices=["train", "heldout"], required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--procedural", type=float, default=0.0)
+    p.add_argument("--workers", type=int, default=2)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    build(a.out, a.split, a.n, a.seed, a.procedural, a.workers)
+
+
+if __name__ == "__main__":
+    main()
