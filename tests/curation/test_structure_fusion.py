@@ -85,6 +85,22 @@ def test_head_trained_on_another_detector_is_refused(tmp_path):
         StructureFusionSignal(StructureSignal(), path=str(tmp_path / "missing.npz")).load()
 
 
+def test_stage1_refuses_a_foreign_head_before_any_work(spark, tmp_path):
+    from curation.config import CurateConfig
+    from curation.jobs import stage1
+
+    with np.load(default_fusion_path()) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["meta"] = np.array(json.dumps({"detector": "someone_elses_detector"}))
+    np.savez(tmp_path / "other.npz", **arrays)
+    cfg = CurateConfig.model_validate({"stage1": {"signals": {"structure": {"fusion_model": str(tmp_path / "other.npz")}}}})
+    with pytest.raises(ValueError, match="fusion: false"):
+        stage1.check(spark, cfg)
+    off = CurateConfig.model_validate({"stage1": {"signals": {"structure": {"fusion": False,
+                                                                            "fusion_model": str(tmp_path / "x.npz")}}}})
+    stage1.check(spark, off)  # fusion off: the head is not read
+
+
 def test_stage1_runs_fusion_after_ocr_only_when_both_are_on():
     from curation.config import Stage1Config
     from curation.jobs.stage1 import build_signals
