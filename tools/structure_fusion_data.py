@@ -65,19 +65,49 @@ def _one(job: tuple[int, int, float, str]) -> dict:
             "subject": r["subject"], **out}
 
 
-def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: int) -> list[Path]:
+def incidental_text(image, rng: np.random.Generator):
+    """Lettering that is part of the photographed things (a brand on a tank, labels on a shelf, a name on a
+    hull): small opaque words warped onto surfaces, lit and blurred with the photo. Real photos are full of
+    it, the generator's clean photos are not; without it a head learns "text that is no overlay is a mark"."""
+    pool = sd.LOGO_WORDS + sd.SIGNS + sd.POSTERS
+    for _ in range(int(rng.integers(1, 6))):
+        word = sd._phrase(pool, rng)
+        colour = sd._text_colour(rng) if rng.random() < 0.6 else sd._vivid(rng)
+        layer = sd._text_image(word, sd._font_path(word, rng, bold=rng.random() < 0.6), 64, sd._rgba(colour))
+        image = sd._place_in_scene(image, sd._texture(layer, rng), rng, (0.04, 0.2))
+    return image
+
+
+def _incidental(job: tuple[int, int, float, str]) -> dict:
+    """A negative: a photo (or collage) with incidental lettering and no mark, labelled as scene text."""
+    index, seed, procedural, split = job
+    rng = np.random.default_rng([seed, index, 7])
+    photos = _STATE["photos"]
+    photo = (sd.collage_background(photos, rng) if rng.random() < procedural
+             else photos[int(rng.integers(len(photos)))][1])
+    image = incidental_text(sd.photo_variant(photo, rng), rng)
+    data = sd.encode_jpeg(image, jpeg_quality(seed, index, split))
+    labels = dict.fromkeys(sd.LABELS, 0) | {"scene_text": 1}
+    return {"index": index, "jpeg": data, "labels": labels, "kind": "incidental", "shown": "incidental",
+            "subject": "incidental", **raw_outputs(data, _STATE["structure"], _STATE["ocr"])}
+
+
+def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: int,
+          kind: str = "mixed") -> list[Path]:
     """Chunks of `CHUNK` samples under `out`; a chunk already there is kept (the run can be resumed)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     with Pool(workers, initializer=_init, initargs=(split,)) as pool:
         for start in range(0, n, CHUNK):
             stop = min(n, start + CHUNK)
-            path = out / f"{split}-s{seed}-p{procedural}-{start:06d}-{stop:06d}.pkl"
+            prefix = split if kind == "mixed" else f"{kind}-{split}"
+            path = out / f"{prefix}-s{seed}-p{procedural}-{start:06d}-{stop:06d}.pkl"
             paths.append(path)
             if path.is_file():
                 continue
             t0 = time.time()
-            rows = pool.map(_one, [(i, seed, procedural, split) for i in range(start, stop)], chunksize=4)
+            make = _incidental if kind == "incidental" else _one
+            rows = pool.map(make, [(i, seed, procedural, split) for i in range(start, stop)], chunksize=4)
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(pickle.dumps(rows))
             tmp.rename(path)
@@ -100,9 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--procedural", type=float, default=0.0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--kind", choices=["mixed", "incidental"], default="mixed",
+                   help="mixed: tools.structure_data's draw; incidental: negatives with lettering on things")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build(a.out, a.split, a.n, a.seed, a.procedural, a.workers)
+    build(a.out, a.split, a.n, a.seed, a.procedural, a.workers, a.kind)
 
 
 if __name__ == "__main__":

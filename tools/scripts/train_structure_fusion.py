@@ -4,7 +4,8 @@
         [--n-val 800] [--workers 2]
 
 1. `tools.structure_fusion_data` renders generated samples (TRAIN photo subjects, seed 20000, 30% made-up
-   backgrounds; held-out subjects, seed 10000, for validation) and caches what stage 1 computes on them:
+   backgrounds; 600 negatives with incidental lettering, seed 30000; held-out subjects, seed 10000, for
+   validation) and caches what stage 1 computes on them:
    the shipped CNN's probabilities and the OCR engine's raw lines (resumable, ~0.5 s per image per core).
 2. Computes `curation.signals.structure_features.image_features` per sample (the CNN on four tiles too).
 3. Fits one scikit-learn HistGradientBoostingClassifier per head, exports them as plain arrays
@@ -39,10 +40,11 @@ from tools import structure_fusion_data as fd  # noqa: E402
 log = logging.getLogger("train_structure_fusion")
 WEIGHTS = REPO / "curation" / "signals" / "weights"
 TRAIN_SEED, VAL_SEED, PROCEDURAL = 20_000, 10_000, 0.3
-# Fused watermark and logo scored higher on generated validation but, on the stage-1 calibration benchmark
-# (bench_stage1 --seed 77), dropped 11 of 40 scene-text photos as watermark or logo against 4 for the CNN
-# alone (held-out photos carry incidental text the generator's clean photos lack): only text_overlay ships.
-EXPORTED_HEADS = ("text_overlay",)
+INCIDENTAL_SEED = 30_000  # negatives with lettering on things (tools.structure_fusion_data.incidental_text)
+# Without the incidental negatives, fused watermark and logo dropped 11 of 40 scene-text photos of the
+# stage-1 calibration benchmark (bench_stage1 --seed 77) against 4 for the CNN alone; with them watermark
+# is better than the CNN there (docs/benchmarks.md), logo is not measured by any benchmark: it stays the CNN's.
+EXPORTED_HEADS = ("watermark", "text_overlay")
 HGB = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 15, "l2_regularization": 1.0, "random_state": 0}
 _DETECTOR: dict = {}
 
@@ -61,8 +63,8 @@ def featurize(rows: list[dict], workers: int) -> np.ndarray:
         return np.stack(pool.map(_features, rows, chunksize=8))
 
 
-def dataset(data: Path, split: str, n: int, seed: int, procedural: float, workers: int) -> dict:
-    rows = fd.load(fd.build(data, split, n, seed, procedural, workers))
+def dataset(data: Path, split: str, n: int, seed: int, procedural: float, workers: int, kind: str = "mixed") -> dict:
+    rows = fd.load(fd.build(data, split, n, seed, procedural, workers, kind))
     return {"x": featurize(rows, workers), "y": np.array([[r["labels"][h] for h in HEADS] for r in rows], np.int8),
             "scene": np.array([r["labels"]["scene_text"] for r in rows], np.int8),
             "shown": np.array([r["shown"] for r in rows])}
@@ -127,8 +129,10 @@ No feature reads what the text says.
 `tools.structure_fusion_data` over `tools.structure_data` samples, each JPEG-encoded and run through
 `decode_for_analysis`, `{DEFAULT_NAME}` and the rapidocr engine exactly as stage 1 runs them:
 train {info['n_train']} samples (train photo subjects, seed {TRAIN_SEED}, {PROCEDURAL:.0%} made-up
-backgrounds: other renders than the CNN's own training set, seed 0), validation {info['n_val']} (held-out
-subjects, seed {VAL_SEED}: the CNN card's held-out set).
+backgrounds: other renders than the CNN's own training set, seed 0) plus {info['n_incidental']} negatives with
+*incidental lettering* (seed {INCIDENTAL_SEED}: 1-5 small opaque words warped onto surfaces of the photo, lit and
+blurred with it, as a brand on a tank or labels on a shelf; labelled scene text, no mark), validation
+{info['n_val']} (held-out subjects, seed {VAL_SEED}: the CNN card's held-out set, no incidental negatives).
 
 ## Model
 
@@ -142,12 +146,13 @@ Trained in {info['train_s']:.0f} s on one CPU; {info['size_kb']:.0f} kB.
 |---|---|---|---|---|---|---|---|---|
 {rows}
 
-Only `text_overlay` ships fused. Fused watermark and logo heads score a little higher here, but on the
-stage-1 calibration benchmark (`python tools/scripts/bench_stage1.py --skip-throughput --seed 77`, 1024x768
-held-out photos) they dropped 11 of 40 scene-text photos (6 as watermark, 5 as logo; the CNN alone: 4) and
-4 of 40 clean ones (the CNN alone: 1): the held-out photos carry incidental text (a brand name on a tank, labels on shelves) that
-the generator's clean training photos lack, and the head learnt "text that is not an overlay is a mark".
-Their scores stay the CNN's.
+`watermark` and `text_overlay` ship fused; `logo` keeps the CNN's value. A first head trained without the
+incidental negatives dropped 11 of 40 scene-text photos of the stage-1 calibration benchmark
+(`python tools/scripts/bench_stage1.py --skip-throughput --seed 77`, 1024x768 held-out photos) as watermark or
+logo (the CNN alone: 4): those photos carry lettering on things that the generator's clean photos lacked, and
+the head had learnt "text that is not an overlay is a mark". With them, on the same calibration set, among
+the images that reach the watermark rule, fused watermark at >= 0.85 gives precision 0.92 / recall 0.28 with
+no scene text dropped, against the CNN's 0.83 / 0.12 at its old threshold (0.78) and 1.00 / 0.10 at 0.85.
 
 ## Limits
 
@@ -168,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", type=Path, default=Path("/tmp/structure_fusion"))
     p.add_argument("--n-train", type=int, default=2400)
     p.add_argument("--n-val", type=int, default=800)
+    p.add_argument("--n-incidental", type=int, default=600, help="negatives with lettering on things")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--heads", nargs="+", choices=HEADS, default=list(EXPORTED_HEADS),
                    help="heads to ship; the others keep the CNN's probability")
@@ -175,13 +181,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     val = dataset(a.data, "heldout", a.n_val, VAL_SEED, 0.0, a.workers)
     tr = dataset(a.data, "train", a.n_train, TRAIN_SEED, PROCEDURAL, a.workers)
+    inc = dataset(a.data, "train", a.n_incidental, INCIDENTAL_SEED, PROCEDURAL, a.workers, "incidental")
+    tr = {k: np.concatenate([tr[k], inc[k]]) for k in tr}
     t0 = time.time()
     models, report = train(tr, val, tuple(a.heads))
     train_s = time.time() - t0
     path = WEIGHTS / f"{FUSION_NAME}.npz"
     export(models, val, {"detector": DEFAULT_NAME, "n_train": len(tr["y"]), "hgb": HGB}, path)
     write_card(WEIGHTS / "STRUCTURE_FUSION_CARD.md",
-               {"report": report, "n_train": len(tr["y"]), "n_val": len(val["y"]), "train_s": train_s,
+               {"report": report, "n_train": len(tr["y"]) - len(inc["y"]), "n_incidental": len(inc["y"]),
+                "n_val": len(val["y"]), "train_s": train_s,
                 "size_kb": path.stat().st_size / 1e3})
     print(json.dumps(report, indent=1))
 
