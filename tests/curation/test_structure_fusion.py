@@ -129,7 +129,8 @@ def fused_rows():
     for s in (structure, ocr, fusion):
         s.load()
     photos, pages = sd.split_photos("heldout")
-    kinds = ["subtitle", "caption_bar", "meme", "sticker"] * 2 + ["scene_sign", "scene_poster"] * 4 + ["clean"] * 4
+    kinds = (["subtitle", "caption_bar", "meme", "sticker"] * 2 + ["scene_sign", "scene_poster"] * 4 + ["clean"] * 4
+             + ["wm_corner", "wm_tiled", "wm_center"] * 2)
     rows = []
     for i, kind in enumerate(kinds):
         image, labels = sd.make_sample(photos[i % len(photos)][1], kind, np.random.default_rng([SEED, i]), pages[0])
@@ -159,3 +160,12 @@ def test_fused_scores_find_overlays_and_keep_scene_text(fused_rows):
     scene = [row["s_text_overlay"] for _, lab, _, row in fused_rows if lab["scene_text"] and not lab["text_overlay"]]
     assert np.mean(np.array(scene) >= 0.5) <= 0.25, scene
     assert min(overlay) < 1 and max(others) > 0  # probabilities, not constants
+
+
+def test_fused_watermark_ranks_marks_above_scene_text_and_clean(fused_rows):
+    marks = [row["s_watermark"] for _, lab, _, row in fused_rows if lab["watermark"]]
+    others = [row["s_watermark"] for kind, lab, _, row in fused_rows
+              if not lab["watermark"] and (lab["scene_text"] or kind == "clean")]
+    assert len(marks) >= 3 and len(others) >= 8
+    assert np.mean(marks) > np.mean(others) + 0.2, (marks, others)
+    assert np.mean(np.array(others) >= 0.85) <= 0.1, others  # the default rule's threshold
