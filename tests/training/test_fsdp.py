@@ -1,4 +1,5 @@
-"""`torchrun` with FSDP2 over two CPU ranks (gloo): trains, keeps ranks in step, checkpoints, resumes, exports."""
+"""`torchrun` with FSDP2 over two CPU ranks (gloo), data read by a DataLoader worker per rank: trains, keeps
+ranks in step, checkpoints (each rank its own data position), resumes, exports."""
 
 import os
 import re
@@ -26,6 +27,7 @@ def test_fsdp2_on_two_cpu_ranks_trains_resumes_and_exports(train_config, tmp_pat
     import yaml
 
     train_config["data"]["batch_size"] = 2
+    train_config["data"]["workers"] = 1  # each rank reads through a DataLoader worker, as on GPU nodes
     train_config["run"].update(fsdp="on", ckpt_every=2, log_every=1)
     config = tmp_path / "fsdp.yaml"
     config.write_text(yaml.safe_dump(train_config, allow_unicode=True))
@@ -36,6 +38,11 @@ def test_fsdp2_on_two_cpu_ranks_trains_resumes_and_exports(train_config, tmp_pat
     ckpt = Path(train_config["run"]["out_dir"]) / "checkpoints" / "step-00000003"
     assert (ckpt / "_COMPLETE").exists() and {p.name for p in ckpt.glob("extra-rank*.pt")} == {"extra-rank0.pt",
                                                                                             "extra-rank1.pt"}
+    import torch
+
+    for rank in (0, 1):  # each rank saved the position of its own DataLoader worker
+        data = torch.load(ckpt / f"extra-rank{rank}.pt", weights_only=False)["data"]
+        assert data["workers"] == 1 and data["states"][0] is not None
     second = _torchrun(config, 4, port + 1)
     assert "resumed from" in second and "at step 3" in second and "step 4 loss" in second
 
