@@ -46,23 +46,29 @@ def jpeg_quality(seed: int, index: int, split: str) -> int:
 
 
 def raw_outputs(data: bytes, structure, ocr) -> dict:
-    """The detector's probabilities and the OCR engine's unfiltered lines, as stage 1 computes them."""
+    """The detector's probabilities and the OCR engine's unfiltered lines: what the two signals leave in
+    `Decoded.cache` for the fusion head when stage 1 scores these bytes."""
     from curation.signals.analysis import decode_for_analysis
 
     img = decode_for_analysis(data)
-    probs = structure.probabilities([img.image])[0]
-    lines = ocr._engine(np.asarray(img.image))
-    return {"cnn": probs.astype(np.float32), "lines": [(q.tolist(), t, c) for q, t, c in lines],
-            "size": img.image.size}
+    structure.score_image(img)
+    ocr.score_image(img)
+    lines = img.cache["ocr_lines"]
+    return {"cnn": img.cache["structure_probs"].astype(np.float32),
+            "lines": [(q.tolist(), t, c) for q, t, c in lines], "size": img.image.size}
+
+
+def _sample(index: int, seed: int, split: str, image, labels: dict, kind: str, shown: str, subject: str) -> dict:
+    """A cached sample: the JPEG as stage 1 would read it, its labels and the signals' raw outputs."""
+    data = sd.encode_jpeg(image, jpeg_quality(seed, index, split))
+    return {"index": index, "jpeg": data, "labels": labels, "kind": kind, "shown": shown, "subject": subject,
+            **raw_outputs(data, _STATE["structure"], _STATE["ocr"])}
 
 
 def _one(job: tuple[int, int, float, str]) -> dict:
     index, seed, procedural, split = job
     r = sd.make_record(_STATE["photos"], index, seed, _STATE["pages"], procedural)
-    data = sd.encode_jpeg(r["image"], jpeg_quality(seed, index, split))
-    out = raw_outputs(data, _STATE["structure"], _STATE["ocr"])
-    return {"index": index, "jpeg": data, "labels": r["labels"], "kind": r["kind"], "shown": r["shown"],
-            "subject": r["subject"], **out}
+    return _sample(index, seed, split, r["image"], r["labels"], r["kind"], r["shown"], r["subject"])
 
 
 def incidental_text(image, rng: np.random.Generator):
@@ -86,10 +92,8 @@ def _incidental(job: tuple[int, int, float, str]) -> dict:
     photo = (sd.collage_background(photos, rng) if rng.random() < procedural
              else photos[int(rng.integers(len(photos)))][1])
     image = incidental_text(sd.photo_variant(photo, rng), rng)
-    data = sd.encode_jpeg(image, jpeg_quality(seed, index, split))
     labels = dict.fromkeys(sd.LABELS, 0) | {"scene_text": 1}
-    return {"index": index, "jpeg": data, "labels": labels, "kind": "incidental", "shown": "incidental",
-            "subject": "incidental", **raw_outputs(data, _STATE["structure"], _STATE["ocr"])}
+    return _sample(index, seed, split, image, labels, "incidental", "incidental", "incidental")
 
 
 def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: int,

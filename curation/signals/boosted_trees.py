@@ -8,6 +8,8 @@ any other.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 NODE_FIELDS = ("feature", "threshold", "left", "right", "leaf", "value", "missing_left")
@@ -42,11 +44,12 @@ def export_hgb(models: dict, feature_names: tuple[str, ...]) -> dict[str, np.nda
 
 
 class BoostedTrees:
-    """Sigmoid probabilities per head from `export_hgb` arrays."""
+    """Sigmoid probabilities per head from `export_hgb` arrays; `meta` is the optional JSON the file carries."""
 
     def __init__(self, arrays):
         self.heads = tuple(str(h) for h in arrays["heads"])
         self.features = tuple(str(f) for f in arrays["features"])
+        self.meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
         self.trees = {}
         for head in self.heads:
             t = {k: np.asarray(arrays[f"{head}.{k}"]) for k in (*NODE_FIELDS, "roots", "baseline")}

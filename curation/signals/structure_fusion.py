@@ -5,13 +5,12 @@ Runs after `StructureSignal` and `OcrSignal` on the same decoded image (they lea
 four tiles, OCR geometry, repetition and stroke/background pixel statistics) and replaces the heads the
 head file holds (of `s_watermark`, `s_logo`, `s_text_overlay`) with the probabilities of boosted trees
 trained on generated data by `tools/scripts/train_structure_fusion.py` (weights/STRUCTURE_FUSION_CARD.md);
-the shipped file fuses `s_text_overlay` only (why: the card). `s_detector` then names both models. The
+the shipped file fuses `s_watermark` and `s_text_overlay`, not `s_logo` (why: the card). `s_detector` then names both models. The
 head was trained on the shipped CNN's outputs, so it refuses any other detector.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -36,12 +35,16 @@ def load_fusion(path: Path) -> BoostedTrees:
                                 "to false, or retrain it with tools/scripts/train_structure_fusion.py")
     with np.load(path, allow_pickle=False) as z:
         head = BoostedTrees(z)
-        meta = json.loads(str(z["meta"])) if "meta" in z else {}
     if head.features != IMAGE_FEATURES or not set(head.heads) <= set(HEADS):
         raise ValueError(f"structure fusion head {path} was trained on other features or heads than this "
                          "version of sluice computes; retrain it with tools/scripts/train_structure_fusion.py")
-    head.meta = meta
     return head
+
+
+def fusion_features(structure: StructureSignal, image, cnn, lines) -> np.ndarray:
+    """The head's input for one analysed image, given the CNN's probabilities on it and the OCR engine's
+    raw lines; training (tools/scripts/train_structure_fusion.py) and scoring both call this."""
+    return image_features(image, cnn, structure.probabilities(tiles(image)), lines)
 
 
 @dataclass(frozen=True)
@@ -66,18 +69,13 @@ class StructureFusionSignal:
                              "detector of your own (or retrain the head on it)")
         object.__setattr__(self, "_head", head)  # frozen dataclass: the model is not config
 
-    @property
-    def decode_long_side(self) -> int:
-        return 1024  # the OCR analysis size: the lines it reads are in those pixels
-
     def score_image(self, img) -> dict:
         if "ocr_lines" not in img.cache or "structure_probs" not in img.cache:
             raise RuntimeError("StructureFusionSignal needs the structure and OCR signals to run first on "
                                "the same image (stage1.signals.structure and .ocr enabled)")
-        x = image_features(img.image, img.cache["structure_probs"],
-                           self.structure.probabilities(tiles(img.image)), img.cache["ocr_lines"])
+        x = fusion_features(self.structure, img.image, img.cache["structure_probs"], img.cache["ocr_lines"])
         fused = dict(zip(self._head.heads, self._head.predict(x[None, :])[0]))
         cnn = dict(zip(HEADS, img.cache["structure_probs"]))
-        # a head the file leaves out keeps the CNN's value (structure_fusion_v1 fuses text_overlay only)
+        # a head the file leaves out keeps the CNN's value (structure_fusion_v1 leaves out logo)
         return ({col: float(fused.get(head, cnn[head])) for col, head in COLUMNS.items()}
                 | {"s_detector": f"{self.structure.detector_name}+{FUSION_NAME}"})

@@ -3,7 +3,6 @@ held-out photos (text overlays found, scene text kept)."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -114,9 +113,7 @@ def test_stage1_runs_fusion_after_ocr_only_when_both_are_on():
 
 
 def _jpeg(image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=88)
-    return buf.getvalue()
+    return sd.encode_jpeg(image, 88)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -24,9 +23,7 @@ KINDS = {
 
 
 def _jpeg(image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    return sd.encode_jpeg(image, 90)
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO))
 from curation.signals.analysis import decode_for_analysis  # noqa: E402
 from curation.signals.boosted_trees import BoostedTrees, export_hgb  # noqa: E402
 from curation.signals.structure import DEFAULT_NAME, HEADS, StructureSignal  # noqa: E402
-from curation.signals.structure_features import IMAGE_FEATURES, image_features, tiles  # noqa: E402
-from curation.signals.structure_fusion import FUSION_NAME  # noqa: E402
+from curation.signals.structure_features import IMAGE_FEATURES  # noqa: E402
+from curation.signals.structure_fusion import FUSION_NAME, fusion_features  # noqa: E402
 from tools import structure_fusion_data as fd  # noqa: E402
 
 log = logging.getLogger("train_structure_fusion")
@@ -55,7 +55,7 @@ def _features(row: dict) -> np.ndarray:
         _DETECTOR["s"] = StructureSignal()
         _DETECTOR["s"].load()
     img = decode_for_analysis(row["jpeg"])
-    return image_features(img.image, row["cnn"], _DETECTOR["s"].probabilities(tiles(img.image)), row["lines"])
+    return fusion_features(_DETECTOR["s"], img.image, row["cnn"], row["lines"])
 
 
 def featurize(rows: list[dict], workers: int) -> np.ndarray:
