@@ -835,23 +835,23 @@ MIN_STRENGTH = 20  # mean change (grey levels) on a mark's pixels for it to coun
 MIN_CONTRAST = 1.5  # ... and that mean change over the picture's local texture there
 
 
-def _thumb(image: Image.Image) -> np.ndarray:
-    scale = VISIBILITY_SIDE / max(image.size)
+def _thumb(image: Image.Image, side: int = VISIBILITY_SIDE) -> np.ndarray:
+    scale = side / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return np.asarray(image.resize(size, Image.Resampling.BOX), dtype=np.int16)
 
 
-def _mark(before: Image.Image, after: Image.Image) -> tuple[np.ndarray, bool]:
-    """Pixels a renderer changed (bool, thumbnail scale) and whether the change shows in a thumbnail.
+def _mark(before: Image.Image, after: Image.Image, side: int = VISIBILITY_SIDE) -> tuple[np.ndarray, bool]:
+    """Pixels a renderer changed (bool, long side `side`) and whether the change shows at that size.
 
     Strength is the mean change on the changed pixels; texture is the mean step between neighbours of
     the picture there. A faint mark over grass or gravel can change many pixels and still be unseen:
     such a sample is labelled by what shows, not by what was drawn.
     """
-    a = _thumb(before)
-    diff = np.abs(_thumb(after) - a).max(axis=2)
+    a = _thumb(before, side)
+    diff = np.abs(_thumb(after, side) - a).max(axis=2)
     mark = diff >= 6
-    if mark.sum() < MIN_MARK_PIXELS:
+    if mark.sum() < MIN_MARK_PIXELS * (side / VISIBILITY_SIDE) ** 2:
         return mark, False
     ys, xs = np.nonzero(mark)
     region = a[ys.min():ys.max() + 1, xs.min():xs.max() + 1].mean(axis=2)
@@ -860,8 +860,13 @@ def _mark(before: Image.Image, after: Image.Image) -> tuple[np.ndarray, bool]:
     return mark, strength >= MIN_STRENGTH and strength >= MIN_CONTRAST * texture
 
 
-def _render_parts(photo, kind: str, rng: np.random.Generator, page) -> tuple[Image.Image, dict, dict, list[str]]:
-    """The image, labels, per-label masks (bool, thumbnail scale) and the parts that are actually visible."""
+def _render_parts(photo, kind: str, rng: np.random.Generator, page,
+                  side: int = VISIBILITY_SIDE) -> tuple[Image.Image, dict, dict, list[str]]:
+    """The image, labels, per-label masks (bool, long side `side`) and the parts that are actually visible.
+
+    Visibility is judged at `side`: the whole-image detector sees VISIBILITY_SIDE, a detector that looks
+    at a larger image sees fainter and smaller marks, and is taught with labels judged at its own size.
+    """
     image = photo_variant(photo, rng) if photo is not None else procedural_background(rng)
     labels, masks, shown = dict.fromkeys(LABELS, 0), {}, []
     for part in kind.split("+"):
@@ -879,9 +884,9 @@ def _render_parts(photo, kind: str, rng: np.random.Generator, page) -> tuple[Ima
             shown.append(part)
             continue
         if image.size != before.size:  # a page photo replaced the whole frame
-            mark, visible = np.ones(_thumb(image).shape[:2], bool), True
+            mark, visible = np.ones(_thumb(image, side).shape[:2], bool), True
         else:
-            mark, visible = _mark(before, image)
+            mark, visible = _mark(before, image, side)
         if label in masks and masks[label].shape != mark.shape:
             masks.pop(label)
         if visible or label == "scene_text":
@@ -933,14 +938,17 @@ def split_photos(split: str) -> tuple[list[tuple[str, Image.Image]], list[Image.
     return photos, pages
 
 
-def make_record(photos, index: int, seed: int, pages=(), procedural: float = 0.0, masks: bool = False) -> dict:
+def make_record(photos, index: int, seed: int, pages=(), procedural: float = 0.0, masks: bool = False,
+                kind: str | None = None, side: int = VISIBILITY_SIDE) -> dict:
     """Record `index` of set `seed`: its own rng, so records can be made in any order or in parallel.
 
     `kind` lists the parts drawn; `shown` those that are visible ("clean" when none). With `masks`, also
-    the pixels each label's marks changed (bool, long side VISIBILITY_SIDE), for dense supervision.
+    the pixels each label's marks changed (bool, long side `side`), for dense supervision. `kind` forces
+    the kind instead of the usual draw (the draw's random numbers are still taken, so the rest is alike).
     """
     rng = np.random.default_rng([seed, index])
-    kind = _draw_kind(rng, bool(pages))
+    drawn = _draw_kind(rng, bool(pages))
+    kind = kind or drawn
     if rng.random() < procedural:
         subject, photo = "procedural", None
         if rng.random() < 0.7:
@@ -948,7 +956,7 @@ def make_record(photos, index: int, seed: int, pages=(), procedural: float = 0.0
     else:
         subject, photo = photos[int(rng.integers(len(photos)))]
     page = pages[int(rng.integers(len(pages)))] if pages else None
-    image, labels, label_masks, shown = _render_parts(photo, kind, rng, page)
+    image, labels, label_masks, shown = _render_parts(photo, kind, rng, page, side)
     record = {"image": image, "labels": labels, "kind": kind, "shown": "+".join(shown) or "clean", "subject": subject}
     if masks:
         record["masks"] = label_masks

@@ -116,31 +116,8 @@ def build_model(widths=(32, 48, 96, 160)):
     import torch
     from torch import nn
 
-    def conv(cin, cout, stride=1):
-        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-    def gaussian(sigma: float, k: int) -> torch.Tensor:
-        t = torch.arange(k, dtype=torch.float32) - (k - 1) / 2
-        g = torch.exp(-t**2 / (2 * sigma**2))
-        g2 = torch.outer(g, g)
-        return (g2 / g2.sum()).view(1, 1, k, k)
-
-    class LocalContrast(nn.Module):
-        """Luma minus its local mean, divided by its local spread: a faint mark on a flat sky becomes as
-        strong as a printed word, while busy texture stays texture. Fixed weights, exported with the model."""
-
-        def __init__(self, sigma: float = 2.0, k: int = 9, floor: float = 6 / 255):
-            super().__init__()
-            self.register_buffer("kernel", gaussian(sigma, k))
-            self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1))
-            self.pad, self.floor2 = k // 2, floor**2
-
-        def forward(self, x):  # (B, 3, S, S) in [0, 1] -> (B, 1, S, S)
-            y = (x * self.luma).sum(1, keepdim=True)
-            blur = nn.functional.conv2d(nn.functional.pad(y, [self.pad] * 4, mode="replicate"), self.kernel)
-            d = y - blur
-            var = nn.functional.conv2d(nn.functional.pad(d * d, [self.pad] * 4, mode="replicate"), self.kernel)
-            return d / torch.sqrt(var + self.floor2)
+    from tools.structure_nets import LocalContrast
+    from tools.structure_nets import conv_bn_relu as conv
 
     class StructureNet(nn.Module):
         """RGB + local-contrast luma, patchify stem (4x4, stride 4), three stride-2 stages of 3x3 convs,
