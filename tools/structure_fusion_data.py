@@ -71,12 +71,12 @@ def _one(job: tuple[int, int, float, str]) -> dict:
     return _sample(index, seed, split, r["image"], r["labels"], r["kind"], r["shown"], r["subject"])
 
 
-def incidental_text(image, rng: np.random.Generator):
+def incidental_text(image, rng: np.random.Generator, words: tuple[int, int] = (1, 6)):
     """Lettering that is part of the photographed things (a brand on a tank, labels on a shelf, a name on a
     hull): small opaque words warped onto surfaces, lit and blurred with the photo. Real photos are full of
     it, the generator's clean photos are not; without it a head learns "text that is no overlay is a mark"."""
     pool = sd.LOGO_WORDS + sd.SIGNS + sd.POSTERS
-    for _ in range(int(rng.integers(1, 6))):
+    for _ in range(int(rng.integers(*words))):
         word = sd._phrase(pool, rng)
         colour = sd._text_colour(rng) if rng.random() < 0.6 else sd._vivid(rng)
         layer = sd._text_image(word, sd._font_path(word, rng, bold=rng.random() < 0.6), 64, sd._rgba(colour))
