@@ -12,6 +12,9 @@ measure per OCR line and pool per image:
   sit on the picture itself (background like the ring); an overlay's strokes are flat and often on a bar
   or sticker that differs from what is around it; scene text is lit and textured with the scene.
 
+* the watermark map (`watermark_map.py`): where a net that looks at 512 px sees semi-transparent strokes,
+  over the whole image and inside OCR's lines (a watermark's words are marked, scene text is not).
+
 No feature reads what the text says: the training phrases would leak into the benchmark, and real marks
 say anything.
 """
@@ -22,6 +25,8 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
+from curation.signals.watermark_map import MAP_FEATURES, map_features
+
 LINE_PIXEL_FEATURES = ("contrast", "stroke_spread", "background_spread", "background_vs_ring", "stroke_saturation",
                        "light_text", "stroke_share")
 IMAGE_FEATURES = (
@@ -31,6 +36,7 @@ IMAGE_FEATURES = (
      "bottom_centre_lines", "centre_lines", "max_height", "median_height", "spread_x", "spread_y")
     + tuple(f"mean_{f}" for f in LINE_PIXEL_FEATURES)
     + tuple(f"largest_{f}" for f in LINE_PIXEL_FEATURES)
+    + MAP_FEATURES
 )
 SIMILAR_TEXT = 0.6  # SequenceMatcher ratio above which two OCR lines are the same mark read twice
 CORNER = 0.22  # a line inside this share of width and height from a corner is a corner line
@@ -117,15 +123,17 @@ def tiles(image, grid: int = 2) -> list:
             for j in range(grid) for i in range(grid)]
 
 
-def image_features(image, cnn: np.ndarray, cnn_tiles: np.ndarray, lines: list) -> np.ndarray:
+def image_features(image, cnn: np.ndarray, cnn_tiles: np.ndarray, lines: list, mark_map: np.ndarray) -> np.ndarray:
     """IMAGE_FEATURES for one analysed image (PIL RGB), the CNN's three probabilities on the whole image
-    and on its `tiles` (T, 3), and the OCR lines [(quad (4, 2) pixels, text, conf)] the engine returned."""
+    and on its `tiles` (T, 3), the OCR lines [(quad (4, 2) pixels, text, conf)] the engine returned, and the
+    watermark map's cell probabilities."""
     out = dict.fromkeys(IMAGE_FEATURES, 0.0)
     out["cnn_watermark"], out["cnn_logo"], out["cnn_text_overlay"] = (float(v) for v in cnn)
     cnn_tiles = np.asarray(cnn_tiles, np.float32).reshape(-1, 3)
     out["tiles_max_watermark"], out["tiles_max_logo"], out["tiles_max_text_overlay"] = cnn_tiles.max(axis=0)
     out["tiles_mean_watermark"] = float(cnn_tiles[:, 0].mean())
     lines = [(np.asarray(q, np.float32).reshape(4, 2), t, float(c)) for q, t, c in lines if t and t.strip()]
+    out.update(zip(MAP_FEATURES, map_features(mark_map, [q for q, _, _ in lines], image.size).tolist()))
     if lines:
         quads = np.stack([q for q, _, _ in lines])
         texts = [t for _, t, _ in lines]

@@ -2,7 +2,8 @@
 
 Runs after `StructureSignal` and `OcrSignal` on the same decoded image (they leave their raw outputs in
 `Decoded.cache`), computes `structure_features.image_features` (the CNN on the whole image and on its
-four tiles, OCR geometry, repetition and stroke/background pixel statistics) and replaces the heads the
+four tiles, OCR geometry, repetition, stroke/background pixel statistics, and the watermark map of
+`watermark_map.py` over the image and inside OCR's lines) and replaces the heads the
 head file holds (of `s_watermark`, `s_logo`, `s_text_overlay`) with the probabilities of boosted trees
 trained on generated data by `tools/scripts/train_structure_fusion.py` (weights/STRUCTURE_FUSION_CARD.md);
 the shipped file fuses `s_watermark` and `s_text_overlay`, not `s_logo` (why: the card). `s_detector` then names both models. The
@@ -21,8 +22,10 @@ import pyarrow as pa
 from curation.signals.boosted_trees import BoostedTrees
 from curation.signals.structure import COLUMNS, DEFAULT_NAME, HEADS, StructureSignal
 from curation.signals.structure_features import IMAGE_FEATURES, image_features, tiles
+from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME
+from curation.signals.watermark_map import WatermarkMap
 
-FUSION_NAME = "structure_fusion_v1"
+FUSION_NAME = "structure_fusion_v2"
 
 
 def default_fusion_path() -> Path:
@@ -41,10 +44,10 @@ def load_fusion(path: Path) -> BoostedTrees:
     return head
 
 
-def fusion_features(structure: StructureSignal, image, cnn, lines) -> np.ndarray:
+def fusion_features(structure: StructureSignal, mark_map: WatermarkMap, image, cnn, lines) -> np.ndarray:
     """The head's input for one analysed image, given the CNN's probabilities on it and the OCR engine's
     raw lines; training (tools/scripts/train_structure_fusion.py) and scoring both call this."""
-    return image_features(image, cnn, structure.probabilities(tiles(image)), lines)
+    return image_features(image, cnn, structure.probabilities(tiles(image)), lines, mark_map.probabilities(image))
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class StructureFusionSignal:
     """Fused s_watermark, s_logo, s_text_overlay; must come after the structure and OCR signals."""
 
     structure: StructureSignal
-    path: str | None = None  # None = the shipped structure_fusion_v1.npz
+    path: str | None = None  # None = the shipped head (FUSION_NAME.npz)
 
     name: ClassVar[str] = "structure_fusion"
     columns: ClassVar[dict[str, pa.DataType]] = dict(StructureSignal.columns)
@@ -67,15 +70,20 @@ class StructureFusionSignal:
             raise ValueError(f"the structure fusion head was trained on the outputs of {trained_on}, not "
                              f"{self.structure.detector_name}; set stage1.signals.structure.fusion: false for a "
                              "detector of your own (or retrain the head on it)")
-        object.__setattr__(self, "_head", head)  # frozen dataclass: the model is not config
+        if head.meta.get("map", MAP_NAME) != MAP_NAME:
+            raise ValueError(f"the structure fusion head was trained with the watermark map {head.meta['map']}, "
+                             f"this version of sluice ships {MAP_NAME}; retrain the head with "
+                             "tools/scripts/train_structure_fusion.py")
+        object.__setattr__(self, "_map", WatermarkMap(threads=self.structure.threads))
+        object.__setattr__(self, "_head", head)  # frozen dataclass: the models are not config
 
     def score_image(self, img) -> dict:
         if "ocr_lines" not in img.cache or "structure_probs" not in img.cache:
             raise RuntimeError("StructureFusionSignal needs the structure and OCR signals to run first on "
                                "the same image (stage1.signals.structure and .ocr enabled)")
-        x = fusion_features(self.structure, img.image, img.cache["structure_probs"], img.cache["ocr_lines"])
+        x = fusion_features(self.structure, self._map, img.image, img.cache["structure_probs"], img.cache["ocr_lines"])
         fused = dict(zip(self._head.heads, self._head.predict(x[None, :])[0]))
         cnn = dict(zip(HEADS, img.cache["structure_probs"]))
-        # a head the file leaves out keeps the CNN's value (structure_fusion_v1 leaves out logo)
+        # a head the file leaves out keeps the CNN's value (the shipped head leaves out logo)
         return ({col: float(fused.get(head, cnn[head])) for col, head in COLUMNS.items()}
                 | {"s_detector": f"{self.structure.detector_name}+{FUSION_NAME}"})

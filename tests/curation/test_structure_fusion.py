@@ -54,14 +54,20 @@ def test_features_without_text_and_with_a_tiled_mark():
 
     image = Image.new("RGB", (400, 300), (90, 120, 150))
     cnn, tiles = np.array([0.1, 0.2, 0.3]), np.full((4, 3), 0.05)
-    none = dict(zip(IMAGE_FEATURES, image_features(image, cnn, tiles, [])))
+    quiet = np.full((30, 40), 0.02, np.float32)  # a watermark map that sees nothing
+    none = dict(zip(IMAGE_FEATURES, image_features(image, cnn, tiles, [], quiet)))
     assert none["has_text"] == 0 and none["n_lines"] == 0 and none["cnn_text_overlay"] == pytest.approx(0.3)
+    assert none["map_max"] == pytest.approx(0.02) and none["map_lines_max"] == 0
     quad = [[10, 10], [110, 10], [110, 30], [10, 30]]
     lines = [(np.array(quad) + [0, 60 * i], "© PhotoHub", 0.9) for i in range(4)] + [(np.array(quad) + [250, 0], "OPEN", 0.95)]
-    tiled = dict(zip(IMAGE_FEATURES, image_features(image, cnn, tiles, lines)))
+    marked = quiet.copy()
+    marked[:, :12] = 0.9  # the left 30%, where the repeated lines are; "OPEN" at x 250-360 is not marked
+    tiled = dict(zip(IMAGE_FEATURES, image_features(image, cnn, tiles, lines, marked)))
     assert tiled["has_text"] == 1 and tiled["max_repeat"] == pytest.approx(np.log1p(4))
     assert tiled["repeat_share"] == pytest.approx(4 / 5)
     assert tiled["max_angle"] == 0
+    assert tiled["map_lines_max"] == pytest.approx(0.9) and tiled["map_marked_lines"] == 4
+    assert tiled["map_lines_mean"] == pytest.approx((4 * 0.9 + 0.02) / 5)
 
 
 def test_shipped_head_matches_this_feature_set():
@@ -69,7 +75,7 @@ def test_shipped_head_matches_this_feature_set():
         trees = BoostedTrees(z)
         meta = json.loads(str(z["meta"]))
     assert trees.features == IMAGE_FEATURES
-    assert meta["detector"] == "structure_v1"
+    assert meta["detector"] == "structure_v1" and meta["map"] == "watermark_map_v1"
     assert default_fusion_path().stat().st_size < 2 * 2**20
 
 
@@ -80,6 +86,10 @@ def test_head_trained_on_another_detector_is_refused(tmp_path):
     np.savez(tmp_path / "other.npz", **arrays)
     with pytest.raises(ValueError, match="fusion: false"):
         StructureFusionSignal(StructureSignal(), path=str(tmp_path / "other.npz")).load()
+    arrays["meta"] = np.array(json.dumps({"detector": "structure_v1", "map": "watermark_map_v0"}))
+    np.savez(tmp_path / "old_map.npz", **arrays)
+    with pytest.raises(ValueError, match="watermark map watermark_map_v0"):
+        StructureFusionSignal(StructureSignal(), path=str(tmp_path / "old_map.npz")).load()
     with pytest.raises(FileNotFoundError, match="fusion"):
         StructureFusionSignal(StructureSignal(), path=str(tmp_path / "missing.npz")).load()
 

@@ -7,9 +7,12 @@
    backgrounds; 600 negatives with incidental lettering, seed 30000; held-out subjects, seed 10000, for
    validation) and caches what stage 1 computes on them:
    the shipped CNN's probabilities and the OCR engine's raw lines (resumable, ~0.5 s per image per core).
-2. Computes `curation.signals.structure_features.image_features` per sample (the CNN on four tiles too).
+2. Labels each sample by what shows at the size the head's inputs see (the watermark map's 512 px; the
+   cache's labels were judged at the CNN's 256 px, where small faint marks do not count), and computes
+   `curation.signals.structure_features.image_features` per sample (the CNN on four tiles and the
+   watermark map too).
 3. Fits one scikit-learn HistGradientBoostingClassifier per head, exports them as plain arrays
-   (`curation.signals.boosted_trees`) to `curation/signals/weights/structure_fusion_v1.npz`, checks the
+   (`curation.signals.boosted_trees`) to `curation/signals/weights/<FUSION_NAME>.npz`, checks the
    exported trees reproduce scikit-learn's probabilities, and writes STRUCTURE_FUSION_CARD.md with
    held-out metrics beside the CNN's alone.
 """
@@ -35,6 +38,9 @@ from curation.signals.boosted_trees import BoostedTrees, export_hgb  # noqa: E40
 from curation.signals.structure import DEFAULT_NAME, HEADS, StructureSignal  # noqa: E402
 from curation.signals.structure_features import IMAGE_FEATURES  # noqa: E402
 from curation.signals.structure_fusion import FUSION_NAME, fusion_features  # noqa: E402
+from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME  # noqa: E402
+from curation.signals.watermark_map import MAP_SIDE, WatermarkMap  # noqa: E402
+from tools import structure_data as sd  # noqa: E402
 from tools import structure_fusion_data as fd  # noqa: E402
 
 log = logging.getLogger("train_structure_fusion")
@@ -54,8 +60,9 @@ def _features(row: dict) -> np.ndarray:
         os.environ["OMP_NUM_THREADS"] = "1"
         _DETECTOR["s"] = StructureSignal()
         _DETECTOR["s"].load()
+        _DETECTOR["map"] = WatermarkMap()
     img = decode_for_analysis(row["jpeg"])
-    return fusion_features(_DETECTOR["s"], img.image, row["cnn"], row["lines"])
+    return fusion_features(_DETECTOR["s"], _DETECTOR["map"], img.image, row["cnn"], row["lines"])
 
 
 def featurize(rows: list[dict], workers: int) -> np.ndarray:
@@ -63,8 +70,25 @@ def featurize(rows: list[dict], workers: int) -> np.ndarray:
         return np.stack(pool.map(_features, rows, chunksize=8))
 
 
+def _labels_at_map_side(job: tuple[str, int, int, float]) -> dict:
+    split, index, seed, procedural = job
+    photos, pages = _DETECTOR.get(split) or _DETECTOR.setdefault(split, sd.split_photos(split))
+    r = sd.make_record(photos, index, seed, pages, procedural, side=MAP_SIDE)  # the same image, drawn again
+    return {"labels": r["labels"], "shown": r["shown"]}
+
+
+def relabel(rows: list[dict], split: str, seed: int, procedural: float, workers: int) -> None:
+    """Labels (and shown kinds) judged at MAP_SIDE: the map sees marks the 256-px CNN labels left out."""
+    with Pool(workers) as pool:
+        new = pool.map(_labels_at_map_side, [(split, r["index"], seed, procedural) for r in rows], chunksize=8)
+    for r, n in zip(rows, new):
+        r.update(n)
+
+
 def dataset(data: Path, split: str, n: int, seed: int, procedural: float, workers: int, kind: str = "mixed") -> dict:
     rows = fd.load(fd.build(data, split, n, seed, procedural, workers, kind))
+    if kind == "mixed":  # incidental negatives carry no mark, whatever the size
+        relabel(rows, split, seed, procedural, workers)
     return {"x": featurize(rows, workers), "y": np.array([[r["labels"][h] for h in HEADS] for r in rows], np.int8),
             "scene": np.array([r["labels"]["scene_text"] for r in rows], np.int8),
             "shown": np.array([r["shown"] for r in rows])}
@@ -119,15 +143,17 @@ def write_card(path: Path, info: dict) -> None:
 `{FUSION_NAME}.npz` refines the CNN detector's `s_watermark`, `s_logo`, `s_text_overlay` in stage 1 when OCR
 runs (`curation/signals/structure_fusion.py`; `stage1.signals.structure.fusion`). The CNN sees the whole
 image at 256 px; OCR (PP-OCR, trained on real text) finds small and faint text at up to 960 px but not what
-kind it is. The head joins them: {len(IMAGE_FEATURES)} features (`curation/signals/structure_features.py`):
+kind it is; the watermark map (`{MAP_NAME}`, WATERMARK_MAP_CARD.md) sees {MAP_SIDE} px and says where strokes are
+semi-transparent. The head joins them: {len(IMAGE_FEATURES)} features (`curation/signals/structure_features.py`):
 the CNN on the whole image and on its four tiles, OCR geometry (corners, bottom centre, rotation, size,
-repetition of one text) and stroke/background pixel statistics of each OCR box against a ring around it.
-No feature reads what the text says.
+repetition of one text), stroke/background pixel statistics of each OCR box against a ring around it, and the
+map over the image and inside OCR's boxes. No feature reads what the text says.
 
 ## Data
 
 `tools.structure_fusion_data` over `tools.structure_data` samples, each JPEG-encoded and run through
-`decode_for_analysis`, `{DEFAULT_NAME}` and the rapidocr engine exactly as stage 1 runs them:
+`decode_for_analysis`, `{DEFAULT_NAME}` and the rapidocr engine exactly as stage 1 runs them, labelled by what
+shows at {MAP_SIDE} px (the size the map sees; the CNN's own labels are judged at 256 px):
 train {info['n_train']} samples (train photo subjects, seed {TRAIN_SEED}, {PROCEDURAL:.0%} made-up
 backgrounds: other renders than the CNN's own training set, seed 0) plus {info['n_incidental']} negatives with
 *incidental lettering* (seed {INCIDENTAL_SEED}: 1-5 small opaque words warped onto surfaces of the photo, lit and
@@ -146,13 +172,12 @@ Trained in {info['train_s']:.0f} s on one CPU; {info['size_kb']:.0f} kB.
 |---|---|---|---|---|---|---|---|---|
 {rows}
 
-`watermark` and `text_overlay` ship fused; `logo` keeps the CNN's value. A first head trained without the
-incidental negatives dropped 11 of 40 scene-text photos of the stage-1 calibration benchmark
-(`python tools/scripts/bench_stage1.py --skip-throughput --seed 77`, 1024x768 held-out photos) as watermark or
-logo (the CNN alone: 4): those photos carry lettering on things that the generator's clean photos lacked, and
-the head had learnt "text that is not an overlay is a mark". With them, on the same calibration set, among
-the images that reach the watermark rule, fused watermark at >= 0.85 gives precision 0.92 / recall 0.28 with
-no scene text dropped, against the CNN's 0.83 / 0.12 at its old threshold (0.78) and 1.00 / 0.10 at 0.85.
+`watermark` and `text_overlay` ship fused; `logo` keeps the CNN's value: no benchmark measures logos, and a
+first head trained without the incidental negatives dropped 11 of 40 scene-text photos of the stage-1
+calibration benchmark (`python tools/scripts/bench_stage1.py --skip-throughput --seed 77`, 1024x768 held-out
+photos) as watermark or logo (the CNN alone: 4): those photos carry lettering on things that the generator's
+clean photos lacked, and the head had learnt "text that is not an overlay is a mark". Thresholds of the rules
+that read these columns are chosen on that calibration set (docs/benchmarks.md, stage 1).
 
 ## Limits
 
@@ -187,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     models, report = train(tr, val, tuple(a.heads))
     train_s = time.time() - t0
     path = WEIGHTS / f"{FUSION_NAME}.npz"
-    export(models, val, {"detector": DEFAULT_NAME, "n_train": len(tr["y"]), "hgb": HGB}, path)
+    export(models, val, {"detector": DEFAULT_NAME, "map": MAP_NAME, "n_train": len(tr["y"]), "hgb": HGB}, path)
     write_card(WEIGHTS / "STRUCTURE_FUSION_CARD.md",
                {"report": report, "n_train": len(tr["y"]) - len(inc["y"]), "n_incidental": len(inc["y"]),
                 "n_val": len(val["y"]), "train_s": train_s,
