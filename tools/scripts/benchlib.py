@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: describing the machine and logging progress to stderr."""
+"""What the benchmark and training scripts share: describing the machine, logging progress to stderr, and
+the command line that reproduces a result."""
 
 from __future__ import annotations
 
@@ -18,3 +19,19 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def reproducible_args(argv: list[str], side_options: tuple[str, ...] = ("--cache", "--save-torch")) -> str:
+    """The command line minus options that do not change the result (where caches and side outputs go)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in side_options:
+            skip = True
+            continue
+        if a.startswith(tuple(f"{o}=" for o in side_options)):
+            continue
+        out.append(a)
+    return " ".join(out)

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from curation.signals.analysis import decode_for_analysis  # noqa: E402
 from curation.signals.structure import DEFAULT_NAME, HEADS, INPUT_SIZE, StructureSignal, to_input  # noqa: E402
 from tools import structure_data as sd  # noqa: E402
+from tools.scripts.benchlib import reproducible_args  # noqa: E402
 
 log = logging.getLogger("train_structure")
 WEIGHTS = REPO / "curation" / "signals" / "weights"
@@ -460,22 +461,6 @@ Add `--cache DIR` to keep the rendered sets between runs (about 3.5 GB for 18,00
 # ---------------------------------------------------------------- main
 
 
-def _reproducible_args(argv: list[str]) -> str:
-    """The command line minus options that do not change the weights (cache and side outputs)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a in ("--cache", "--save-torch"):
-            skip = True
-            continue
-        if a.startswith(("--cache=", "--save-torch=")):
-            continue
-        out.append(a)
-    return " ".join(out)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-train", type=int, default=18000)
@@ -548,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
                 "and max pooling concatenated, dropout 0.1, one linear layer to 3 logits. During training a 1x1 conv "
                 "on the 8x8 feature map also predicts where each kind of mark is (targets from the generator's "
                 "masks), which teaches the features where to look; it is not exported",
-        "command_args": _reproducible_args(argv if argv is not None else sys.argv[1:]),
+        "command_args": reproducible_args(argv if argv is not None else sys.argv[1:]),
     }
     write_card(args.out / "STRUCTURE_MODEL_CARD.md", info)
     print(json.dumps({"metrics": metrics, "latency": latency, "steps": training["steps"],

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from curation.signals.analysis import decode_for_analysis  # noqa: E402
 from curation.signals.watermark_map import CELL, DEFAULT_NAME, MAP_SIDE, WatermarkMap, to_map_input  # noqa: E402
 from tools import structure_data as sd  # noqa: E402
+from tools.scripts.benchlib import reproducible_args  # noqa: E402
 
 log = logging.getLogger("train_watermark_map")
 WEIGHTS = REPO / "curation" / "signals" / "weights"
@@ -393,17 +394,6 @@ def measure_latency(path: Path, reps: int = 20) -> float:
         os.sched_setaffinity(0, before)
 
 
-def _without_cache(argv: list[str]) -> str:
-    """The command line minus --cache (where rendered sets are kept does not change the weights)."""
-    out, skip = [], False
-    for a in argv:
-        if skip or a == "--cache" or a.startswith("--cache="):
-            skip = a == "--cache"
-            continue
-        out.append(a)
-    return " ".join(out)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-train", type=int, default=5000)
@@ -447,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
         "size_mb": onnx_path.stat().st_size / 1e6,
         "training": training, "heldout": heldout, "render_s": render_s,
         "latency_ms": measure_latency(onnx_path),
-        "command": "python tools/scripts/train_watermark_map.py " + _without_cache(argv or sys.argv[1:]),
+        "command": "python tools/scripts/train_watermark_map.py " + reproducible_args(argv or sys.argv[1:]),
     }
     write_card(args.out / "WATERMARK_MAP_CARD.md", info)
     (args.cache or Path("/tmp")).mkdir(parents=True, exist_ok=True)
