@@ -938,6 +938,30 @@ def split_photos(split: str) -> tuple[list[tuple[str, Image.Image]], list[Image.
     return photos, pages
 
 
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def photos_from_folder(folder: Path) -> list[tuple[str, Image.Image]]:
+    """(subject, RGB image) for every readable photo directly in `folder` (subject = file name): more
+    backgrounds than the bundled ones, for a detector to learn what is not a mark. Unreadable files are
+    skipped with a warning; a folder with no photo is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"photo folder not found: {folder}")
+    photos = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in PHOTO_SUFFIXES:
+            continue
+        try:
+            with Image.open(path) as im:
+                photos.append((path.name, im.convert("RGB")))
+        except (OSError, ValueError) as e:
+            log.warning("skipping %s: %s", path, e)
+    if not photos:
+        raise ValueError(f"no readable photo ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+    return photos
+
+
 def make_record(photos, index: int, seed: int, pages=(), procedural: float = 0.0, masks: bool = False,
                 kind: str | None = None, side: int = VISIBILITY_SIDE) -> dict:
     """Record `index` of set `seed`: its own rng, so records can be made in any order or in parallel.

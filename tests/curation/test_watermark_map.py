@@ -108,3 +108,43 @@ def test_clutter_is_opaque_scenery_drawn_deterministically():
     assert a.size == photo.size and a.mode == "RGB"
     assert np.array_equal(np.asarray(a), np.asarray(b))
     assert np.abs(np.asarray(a, np.int16) - np.asarray(photo.convert("RGB"), np.int16)).mean() > 1
+
+
+def test_a_folder_of_own_photos_adds_backgrounds_and_says_what_is_wrong(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (320, 240), (40, 90, 30)).save(folder / "field.jpg")
+    (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "notes.txt").write_text("not a photo")
+    photos = sd.photos_from_folder(folder)
+    assert [name for name, _ in photos] == ["field.jpg"] and photos[0][1].mode == "RGB"
+    with pytest.raises(FileNotFoundError, match="photo folder not found"):
+        sd.photos_from_folder(tmp_path / "missing")
+    (folder / "field.jpg").unlink()
+    with pytest.raises(ValueError, match="no readable photo"):
+        sd.photos_from_folder(folder)
+
+
+def test_trainer_runs_end_to_end_with_own_photos(tmp_path):
+    """A few steps on a few samples: renders (with the user's photos), trains, exports an ONNX file that
+    WatermarkMap loads, and writes the card; not a quality check."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sd.split_photos("train")[0][2][1].save(photos / "own.png")
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(repo / "tools/scripts/train_watermark_map.py"), "--n-train", "12",
+                          "--n-val", "8", "--max-steps", "3", "--eval-every", "2", "--batch", "2", "--workers", "1",
+                          "--threads", "1", "--extra-photos", str(photos), "--cache", str(tmp_path / "cache"),
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    net = WatermarkMap(out / "watermark_map_v1.onnx")
+    assert net.probabilities(Image.new("RGB", (640, 480), (128, 128, 128))).shape == (384 // CELL, 512 // CELL)
+    card = (out / "WATERMARK_MAP_CARD.md").read_text(encoding="utf-8")
+    assert f"the photos of {photos}" in card and "--extra-photos" in card and "--cache" not in card

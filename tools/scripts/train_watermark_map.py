@@ -56,9 +56,11 @@ CLUTTER_SHARE = 0.35  # samples whose photo first gets thin structures or fine t
 _SPLIT: dict = {}
 
 
-def _init_worker(split: str) -> None:
+def _init_worker(split: str, extra_photos: Path | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     _SPLIT["photos"], _SPLIT["pages"] = sd.split_photos(split)
+    if extra_photos and split == "train":
+        _SPLIT["photos"] = _SPLIT["photos"] + sd.photos_from_folder(extra_photos)
 
 
 def forced_kind(index: int, seed: int) -> str | None:
@@ -112,14 +114,16 @@ def _render(job: tuple[int, int, float, bool]) -> dict:
             "shown": r["shown"] + ("+incidental" if incidental else "") + ("+clutter" if clutter else "")}
 
 
-def render_set(split: str, n: int, seed: int, procedural: float, workers: int, cache: Path | None) -> list[dict]:
-    key = f"{split}-n{n}-s{seed}-p{procedural}-{MAP_SIDE}-c{CLUTTER_SHARE}-i{INCIDENTAL_SHARE}.pkl"
+def render_set(split: str, n: int, seed: int, procedural: float, workers: int, cache: Path | None,
+               extra_photos: Path | None = None) -> list[dict]:
+    extra = f"-x{extra_photos.name}" if extra_photos else ""
+    key = f"{split}-n{n}-s{seed}-p{procedural}-{MAP_SIDE}-c{CLUTTER_SHARE}-i{INCIDENTAL_SHARE}{extra}.pkl"
     if cache and (cache / key).is_file():
         log.info("loaded %s from cache", key)
         return pickle.loads((cache / key).read_bytes())
     t0 = time.time()
     jobs = [(i, seed, procedural, split == "train") for i in range(n)]
-    with Pool(workers, initializer=_init_worker, initargs=(split,)) as pool:
+    with Pool(workers, initializer=_init_worker, initargs=(split, extra_photos)) as pool:
         rows = pool.map(_render, jobs, chunksize=8)
     log.info("rendered %d %s samples in %.0f s", n, split, time.time() - t0)
     if cache:
@@ -314,7 +318,7 @@ pixels; this net sees {MAP_SIDE} px and is taught per cell, from every stroke of
 
 ## Data
 
-`tools.structure_data` over the train photo subjects ({a['procedural']:.0%} made-up backgrounds), seed {a['seed']},
+`tools.structure_data` over the train photo subjects{f" and the photos of {a['extra_photos']}" if a.get('extra_photos') else ""} ({a['procedural']:.0%} made-up backgrounds), seed {a['seed']},
 {a['n_train']} samples: {WATERMARK_SHARE:.0%} carry a watermark (centred, diagonal, tiled, corner, emblem; {COMBO_SHARE:.0%} of
 those with scene text, a logo or an overlay beside it), the rest follow the generator's usual draw (clean,
 scene text, logos, overlays, bars). Negatives the bundled photos lack: {CLUTTER_SHARE:.0%} of the photos first get
@@ -410,14 +414,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes rendering data")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--cache", type=Path, default=None, help="folder to keep rendered sets between runs")
+    p.add_argument("--extra-photos", type=Path, default=None,
+                   help="a folder of your own photos, added to the bundled training photos (more scenery the map "
+                        "must not mark: machinery, foliage, gravel, crowds); the held-out set stays the bundled one")
     p.add_argument("--out", type=Path, default=WEIGHTS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.extra_photos:
+        log.info("adding %d photos from %s", len(sd.photos_from_folder(args.extra_photos)), args.extra_photos)
     import torch
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    rows = render_set("train", args.n_train, args.seed, args.procedural, args.workers, args.cache)
+    rows = render_set("train", args.n_train, args.seed, args.procedural, args.workers, args.cache, args.extra_photos)
     val = render_set("heldout", args.n_val, args.seed + VAL_SEED_OFFSET, 0.0, args.workers, args.cache)
     render_s = time.time() - t0
     log.info("train: %d samples, %d with a visible watermark; held out %d (%d)", len(rows),
@@ -428,7 +437,8 @@ def main(argv: list[str] | None = None) -> None:
     export_onnx(model, onnx_path)
     heldout = heldout_through_onnx(onnx_path, val)
     info = {
-        "args": vars(args) | {"cache": None, "out": None},
+        "args": vars(args) | {"cache": None, "out": None,
+                              "extra_photos": str(args.extra_photos) if args.extra_photos else None},
         "arch": "A fully convolutional net over RGB plus a local-contrast-normalised luma channel (fixed weights "
                 "in the graph): 3x3 conv-BN-ReLU, two per stage, at 1/2, 1/4, 1/8 (16, 32, 64 channels), a context "
                 "stage at 1/16 (96 channels, dilations 1, 2, 4), upsampled and joined with the 1/8 features by two "
