@@ -5,6 +5,8 @@ The exported ONNX graphs carry these modules' fixed weights, so stage 1 runs the
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -37,3 +39,35 @@ class LocalContrast(nn.Module):
 def conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride, dilation, dilation=dilation, bias=False), nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True)]
+
+
+def export_sigmoid_onnx(model: nn.Module, path, example: torch.Tensor, output_name: str, dynamic_axes: dict,
+                        meta: dict[str, str]) -> None:
+    """Export `model` with a sigmoid on its logits (input "image", opset 17) and write `meta` into the file's
+    metadata, where the stage-1 loaders read what the net expects."""
+    import onnx
+
+    class WithSigmoid(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image):
+            return torch.sigmoid(self.net(image))
+
+    wrapped = WithSigmoid(model.to(memory_format=torch.contiguous_format)).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(wrapped, (example,), str(path), input_names=["image"], output_names=[output_name],
+                      dynamic_axes=dynamic_axes, opset_version=17, do_constant_folding=True, dynamo=False)
+    proto = onnx.load(str(path))
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def warmup_cosine(base_lr: float, step: int, warmup: int, progress: float) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 0 as `progress` (share of the step or time
+    budget spent, 0..1) reaches 1."""
+    return base_lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))

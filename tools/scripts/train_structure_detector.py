@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -164,6 +163,8 @@ def train(model, data: dict, val: dict, args) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from tools.structure_nets import warmup_cosine
+
     torch.manual_seed(args.seed)
     model = model.to(memory_format=torch.channels_last)
     x, y = data["x"], data["y"][:, :len(HEADS)].astype(np.float32)
@@ -185,7 +186,7 @@ def train(model, data: dict, val: dict, args) -> dict:
             if progress >= 1:
                 done = True
                 break
-            lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
+            lr = warmup_cosine(args.lr, step, warmup, progress)
             for g in opt.param_groups:
                 g["lr"] = lr
             idx = np.sort(order[b * args.batch:(b + 1) * args.batch])
@@ -309,31 +310,14 @@ def measure_latency(onnx_path: Path, reps: int = 60) -> dict:
 
 
 def export_onnx(model, path: Path, size: int) -> None:
-    import onnx
     import torch
-    from torch import nn
 
-    class WithSigmoid(nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
+    from tools.structure_nets import export_sigmoid_onnx
 
-        def forward(self, image):
-            return torch.sigmoid(self.net(image))
-
-    wrapped = WithSigmoid(model.to(memory_format=torch.contiguous_format)).eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(wrapped, (torch.rand(1, 3, size, size),), str(path), input_names=["image"],
-                      output_names=["probs"], dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}},
-                      opset_version=17, do_constant_folding=True, dynamo=False)
-    proto = onnx.load(str(path))
-    meta = {"detector": DEFAULT_NAME, "heads": ",".join(HEADS), "input_size": str(size),
-            "preprocessing": "RGB squashed to SxS with area averaging (PIL BOX), float32 in [0,1], NCHW"}
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    export_sigmoid_onnx(model, path, torch.rand(1, 3, size, size), "probs",
+                        {"image": {0: "batch"}, "probs": {0: "batch"}},
+                        {"detector": DEFAULT_NAME, "heads": ",".join(HEADS), "input_size": str(size),
+                         "preprocessing": "RGB squashed to SxS with area averaging (PIL BOX), float32 in [0,1], NCHW"})
 
 
 def _fmt(v: float) -> str:

@@ -72,7 +72,9 @@ def featurize(rows: list[dict], workers: int) -> np.ndarray:
 
 def _labels_at_map_side(job: tuple[str, int, int, float]) -> dict:
     split, index, seed, procedural = job
-    photos, pages = _DETECTOR.get(split) or _DETECTOR.setdefault(split, sd.split_photos(split))
+    if split not in _DETECTOR:  # once per worker process
+        _DETECTOR[split] = sd.split_photos(split)
+    photos, pages = _DETECTOR[split]
     r = sd.make_record(photos, index, seed, pages, procedural, side=MAP_SIDE)  # the same image, drawn again
     return {"labels": r["labels"], "shown": r["shown"]}
 

@@ -19,9 +19,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
-import math
 import os
 import pickle
 import sys
@@ -116,7 +116,8 @@ def _render(job: tuple[int, int, float, bool]) -> dict:
 
 def render_set(split: str, n: int, seed: int, procedural: float, workers: int, cache: Path | None,
                extra_photos: Path | None = None) -> list[dict]:
-    extra = f"-x{extra_photos.name}" if extra_photos else ""
+    # the folder's full path, hashed: two folders of the same name are different sets
+    extra = f"-x{hashlib.sha1(str(extra_photos.resolve()).encode()).hexdigest()[:10]}" if extra_photos else ""
     key = f"{split}-n{n}-s{seed}-p{procedural}-{MAP_SIDE}-c{CLUTTER_SHARE}-i{INCIDENTAL_SHARE}{extra}.pkl"
     if cache and (cache / key).is_file():
         log.info("loaded %s from cache", key)
@@ -201,11 +202,11 @@ def _maps(model, rows: list[dict]) -> list[np.ndarray]:
 def image_auc(rows: list[dict], maps: list[np.ndarray]) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    from curation.signals.watermark_map import TOP_SHARE
+    from curation.signals.watermark_map import MAP_FEATURES, map_features
 
     y = np.array([r["label"] for r in rows])
-    mx = np.array([m.max() for m in maps])
-    top = np.array([np.sort(m.ravel())[::-1][:max(4, int(m.size * TOP_SHARE))].mean() for m in maps])
+    pooled = np.stack([map_features(m, [], (1, 1)) for m in maps])  # no lines: the image-wide features
+    mx, top = pooled[:, MAP_FEATURES.index("map_max")], pooled[:, MAP_FEATURES.index("map_top_mean")]
     cells_t = np.concatenate([(r["cover"].ravel() >= 255 * DENSE_FULL) for r in rows])
     cells_p = np.concatenate([m.ravel() for m in maps])
     return {"auc_max": float(roc_auc_score(y, mx)), "auc_top": float(roc_auc_score(y, top)),
@@ -216,18 +217,26 @@ def train(model, rows: list[dict], val: list[dict], args) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from tools.structure_nets import warmup_cosine
+
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     pos_w = torch.tensor(args.pos_weight)
     budget, warmup = args.budget_min * 60, 100
     t0, step, history, losses = time.time(), 0, [], []
+
+    def evaluate() -> dict:
+        return {"steps": step, "loss": float(np.mean(losses[-args.eval_every:])),
+                **{k: round(v, 4) for k, v in image_auc(val, _maps(model, val)).items()},
+                "elapsed_s": round(time.time() - t0)}
+
     while True:
         progress = min(1.0, max(step / args.max_steps, (time.time() - t0) / budget))
         if progress >= 1:
             break
         model.train()
-        lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
+        lr = warmup_cosine(args.lr, step, warmup, progress)
         for g in opt.param_groups:
             g["lr"] = lr
         xb, tb = crop_batch(rows, rng.integers(0, len(rows), args.batch), rng)
@@ -242,13 +251,9 @@ def train(model, rows: list[dict], val: list[dict], args) -> dict:
         if step % 50 == 0:
             log.info("step %d loss %.4f lr %.2e elapsed %.0f s", step, np.mean(losses[-50:]), lr, time.time() - t0)
         if step % args.eval_every == 0:
-            history.append({"steps": step, "loss": float(np.mean(losses[-args.eval_every:])),
-                            **{k: round(v, 4) for k, v in image_auc(val, _maps(model, val)).items()},
-                            "elapsed_s": round(time.time() - t0)})
+            history.append(evaluate())
             log.info("eval %s", history[-1])
-    history.append({"steps": step, "loss": float(np.mean(losses[-args.eval_every:])),
-                    **{k: round(v, 4) for k, v in image_auc(val, _maps(model, val)).items()},
-                    "elapsed_s": round(time.time() - t0)})
+    history.append(evaluate())
     return {"steps": step, "crops_seen": step * args.batch, "train_s": time.time() - t0, "history": history}
 
 
@@ -256,33 +261,15 @@ def train(model, rows: list[dict], val: list[dict], args) -> dict:
 
 
 def export_onnx(model, path: Path) -> None:
-    import onnx
     import torch
-    from torch import nn
 
-    class WithSigmoid(nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
+    from tools.structure_nets import export_sigmoid_onnx
 
-        def forward(self, image):
-            return torch.sigmoid(self.net(image))
-
-    wrapped = WithSigmoid(model).eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(wrapped, (torch.rand(1, 3, 384, 512),), str(path), input_names=["image"], output_names=["map"],
-                      dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                    "map": {0: "batch", 2: "cells_y", 3: "cells_x"}},
-                      opset_version=17, do_constant_folding=True, dynamo=False)
-    proto = onnx.load(str(path))
-    meta = {"name": DEFAULT_NAME, "side": str(MAP_SIDE), "cell": str(CELL),
-            "preprocessing": "RGB, long side resized to `side` with area averaging (PIL BOX), both sides rounded "
-                             "to multiples of 16, float32 in [0,1], NCHW"}
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    export_sigmoid_onnx(model, path, torch.rand(1, 3, 384, 512), "map",
+                        {"image": {0: "batch", 2: "height", 3: "width"}, "map": {0: "batch", 2: "cells_y", 3: "cells_x"}},
+                        {"name": DEFAULT_NAME, "side": str(MAP_SIDE), "cell": str(CELL),
+                         "preprocessing": "RGB, long side resized to `side` with area averaging (PIL BOX), both sides "
+                                          "rounded to multiples of 16, float32 in [0,1], NCHW"})
 
 
 def heldout_through_onnx(path: Path, val: list[dict]) -> dict:
