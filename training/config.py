@@ -107,6 +107,7 @@ class RunConfig(Frozen):
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
     activation_checkpointing: bool = False
+    attention: Literal["auto", "cudnn", "flash", "efficient", "math"] = "auto"  # kernel tried first (engine/parallel.py)
     fsdp: Literal["auto", "off", "on"] = "auto"  # auto: FSDP2 when launched with WORLD_SIZE > 1
     peak_tflops: float | None = None  # for MFU; None: from the GPU's name, none on CPU
     resume: bool = True  # continue from the newest checkpoint in out_dir

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from training.config import TrainConfig
+from training.engine.parallel import attention_kernel
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class Trainer:
         obj = self.cfg.objective
         pixels = batch["pixels"].to(self.device, non_blocking=True)  # pinned when read by workers on CUDA
         x0 = self.cache.encode(self.vae, pixels, batch["ids"], batch["size"])
-        with self.autocast():
+        with self.autocast(), attention_kernel(self.cfg.run.attention):
             text, mask, pooled = self.cond(batch["captions"], generator=self.gen)
             return training_loss(lambda x, t: self.dit(x, t, text, mask, pooled), x0, self.gen, obj.timesteps,
                                  obj.base_shift, obj.ref_tokens, self.dit.config.patch_size, mean=obj.logit_mean,

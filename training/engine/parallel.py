@@ -5,8 +5,12 @@ Order matters as in torchtitan: activation checkpointing, then compile, then FSD
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
+
+ATTENTION_KERNELS = ("auto", "cudnn", "flash", "efficient", "math")
 
 
 def blocks(model: nn.Module) -> list[tuple[nn.ModuleList, int]]:
@@ -43,3 +47,21 @@ def apply_fsdp(model: nn.Module, conditioner: nn.Module | None = None, bf16: boo
     if conditioner is not None:
         frozen = {p for p in conditioner.parameters() if not p.requires_grad}
         fully_shard(conditioner, mp_policy=mp, ignored_params=frozen)
+
+
+def attention_kernel(name: str):
+    """Context that makes scaled_dot_product_attention try kernel `name` first ('auto': torch's own order).
+
+    The others stay allowed behind it, in torch's order, so a shape or mask the first cannot take (flash
+    takes no mask) still runs. torch.compile picks the kernel when it traces: enter this before the first step.
+    """
+    if name not in ATTENTION_KERNELS:
+        raise ValueError(f"unknown attention kernel {name!r}; choose one of {ATTENTION_KERNELS}")
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    order = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+             "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+    rest = [b for k, b in order.items() if k != name]
+    return sdpa_kernel([order[name], *rest], set_priority=True)
