@@ -153,9 +153,46 @@ def bench_one(name: str, compiled: bool, attention: str, variant: dict, a, devic
     times = _timed(step, a.iters, a.warmup, device)
     params = sum(p.numel() for p in model.parameters())
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    prof = profile_steps(step, 2, device) if a.profile and compiled else None
     return {"model": name, "variant": variant, "compiled": compiled, "attention": attention, "params": params,
             "step_s": statistics.median(times), "warmup_and_timed_s": time.perf_counter() - t0, "flops": flops,
-            "peak_tflops": peak_tflops(device), "max_mem_gib": mem}
+            "peak_tflops": peak_tflops(device), "max_mem_gib": mem, "profile": prof}
+
+
+KERNEL_KINDS = (("attention", ("flash", "fmha", "cudnn", "attn", "sdpa")),
+                ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90", "cublas", "matmul")),
+                ("optimizer", ("adam", "foreach", "multi_tensor")),
+                ("fused by inductor", ("triton",)))
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in low for k in keys)), "other")
+
+
+def profile_steps(step, steps: int, device) -> dict:
+    """GPU time per step by kernel kind (matmul, attention, optimizer, inductor's fused kernels, other), and the
+    costliest kernels: where a step's time goes, read from torch.profiler's CUDA trace."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    on_gpu = device.type == "cuda"  # on CPU (--cpu-smoke) the CPU ops stand in, to check the script
+    with profile(activities=[ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+        if on_gpu:
+            torch.cuda.synchronize(device)
+    kinds: dict[str, float] = {}
+    top = []
+    for e in prof.key_averages():
+        us = e.device_time_total if on_gpu else e.self_cpu_time_total
+        if not us:
+            continue
+        kinds[kernel_kind(e.key)] = kinds.get(kernel_kind(e.key), 0.0) + us / 1e3 / steps
+        top.append((us / 1e3 / steps, e.count // steps, e.key[:90]))
+    top.sort(reverse=True)
+    return {"ms_per_step_by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+            "gpu_ms_per_step": sum(kinds.values()), "top_kernels": [list(t) for t in top[:15]]}
 
 
 def free(device) -> None:
@@ -175,9 +212,12 @@ def free(device) -> None:
 
 
 def parse_variant(text: str) -> dict:
-    """'23,2' -> depth_double=23, depth_single=2 (overrides of the 2b preset)."""
-    d, s = (int(v) for v in text.split(","))
-    return {"depth_double": d, "depth_single": s}
+    """'23,2' -> depth_double=23, depth_single=2; '14,0,2048,16' also sets hidden_size and num_heads."""
+    keys = ("depth_double", "depth_single", "hidden_size", "num_heads")
+    values = [int(v) for v in text.split(",")]
+    if len(values) not in (2, 4):
+        raise SystemExit(f"variant {text!r}: give depth_double,depth_single[,hidden_size,num_heads]")
+    return dict(zip(keys, values))
 
 
 def table(rows: list[dict], batch: int) -> list[str]:
@@ -209,6 +249,8 @@ def main() -> None:
                     help="our 2b preset's depth_double,depth_single to run; the first is the preset's own")
     ap.add_argument("--attention", default="best", help="our kernel: best (fastest measured for 128-wide heads) or a name")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="compiled rows: GPU time per step by kernel kind")
+    ap.add_argument("--skip-extras", action="store_true", help="only the four rows of the issue's comparison")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny models on CPU: checks the script, no figures")
     ap.add_argument("--out", type=Path, default=None, help="append each row here as a JSON line when it finishes")
     a = ap.parse_args()
@@ -243,11 +285,12 @@ def main() -> None:
     plan = [("sd3", False, "auto", {}), ("ours", False, ours_kernel, variants[0])]
     if not a.no_compile:
         plan += [("ours", True, ours_kernel, variants[0]), ("sd3", True, "auto", {})]
-    plan += [("ours", False, ours_kernel, v) for v in variants[1:]]
-    if not a.no_compile:
-        plan += [("ours", True, ours_kernel, v) for v in variants[1:]]
-    if ours_kernel != "auto":
-        plan.append(("sd3", False, ours_kernel, {}))
+    if not a.skip_extras:
+        plan += [("ours", False, ours_kernel, v) for v in variants[1:]]
+        if not a.no_compile:
+            plan += [("ours", True, ours_kernel, v) for v in variants[1:]]
+        if ours_kernel != "auto":
+            plan.append(("sd3", False, ours_kernel, {}))
     rows = []
     for name, compiled, kernel, variant in plan:
         log(f"{name} {variant} compiled={compiled} attention={kernel} ...")
@@ -265,6 +308,14 @@ def main() -> None:
         print(f"| {r['heads']}x{r['head_dim']} | {r['kernel']} | "
               + (f"{r['ms']:.2f} | {r['tflops_per_s']:.0f} |" if "ms" in r else f"failed: {r['error'][:60]} | |"))
     print("\n".join(table(rows, a.batch)))
+    for r in rows:
+        if r.get("profile"):
+            p = r["profile"]
+            kinds = ", ".join(f"{k} {v:.1f}" for k, v in p["ms_per_step_by_kind"].items())
+            print(f"\n{r['model']} {r['variant'] or ''} compiled: GPU {p['gpu_ms_per_step']:.1f} ms/step of "
+                  f"{r['step_s'] * 1e3:.1f} wall; by kind (ms): {kinds}")
+            for ms, n, name in p["top_kernels"]:
+                print(f"  {ms:7.2f} ms  x{n:<4d} {name}")
 
 
 if __name__ == "__main__":
