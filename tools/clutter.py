@@ -1,9 +1,11 @@
 """Clutter: things real photos are full of that a watermark detector mistakes for marks at a glance.
 
-Thin bright and dark structures (spokes, fences, shelf edges, cables, chrome highlights) and fine
-pebble-like texture. The bundled training photos have little of either; without them the watermark map
-marked a garage's motorcycle and a bed of gravel in held-out photos as strongly as real marks. Drawn
-opaque and lit like the rest of the photo, never semi-transparent, so they teach "not a mark".
+Thin bright and dark structures (spokes, fences, shelf edges, cables, chrome highlights), fine
+pebble-like texture, and regular man-made texture (perforated metal, wire mesh, tiles and brick). The
+bundled training photos have little of any; without them the watermark map marked a garage's motorcycle
+and a bed of gravel in held-out photos as strongly as real marks, and after them still the perforated
+uprights of the garage's shelves. Drawn opaque and lit like the rest of the photo, never
+semi-transparent, so they teach "not a mark".
 """
 
 from __future__ import annotations
@@ -74,11 +76,89 @@ def pebbles(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.composite(layer.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9))), image.convert("RGB"), mask)
 
 
+def _region_mask(size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
+    """A band (a shelf upright, a fence panel's edge) or a rectangle, softly edged."""
+    w, h = size
+    mask = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(mask)
+    if rng.random() < 0.4:
+        if rng.random() < 0.5:
+            bw = int(w * rng.uniform(0.03, 0.12))
+            x0 = int(rng.uniform(0, w - bw))
+            d.rectangle((x0, 0, x0 + bw, h), fill=255)
+        else:
+            bh = int(h * rng.uniform(0.03, 0.12))
+            y0 = int(rng.uniform(0, h - bh))
+            d.rectangle((0, y0, w, y0 + bh), fill=255)
+    else:
+        rw, rh = int(w * rng.uniform(0.25, 0.8)), int(h * rng.uniform(0.25, 0.8))
+        x0, y0 = int(rng.uniform(0, w - rw)), int(rng.uniform(0, h - rh))
+        d.rectangle((x0, y0, x0 + rw, y0 + rh), fill=255)
+    return mask.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
+
+
+PERIODIC_KINDS = ("perforated", "mesh", "tiles")
+
+
+def periodic(image: Image.Image, rng: np.random.Generator, kind: str | None = None) -> Image.Image:
+    """Regular man-made texture over a band or a patch: perforated metal, wire mesh or a grille, tiles or brick.
+
+    A tiled watermark is a regular pattern too; these teach the map that regularity alone is not a mark.
+    """
+    src = image.convert("RGB")
+    w, h = src.size
+    big = int(max(w, h) * 1.5)  # drawn larger, then rotated and cropped, so no edge shows
+    period = rng.uniform(0.008, 0.035) * max(w, h)
+    plate = tuple(int(v) for v in np.clip(rng.uniform(90, 220) + rng.normal(0, 12, 3), 0, 255))
+    dark = tuple(int(v) for v in rng.integers(0, 60, 3))
+    kind = rng.choice(list(PERIODIC_KINDS)) if kind is None else kind
+    if kind == "mesh":  # thin wires over the photo, which shows through
+        layer = Image.new("RGBA", (big, big), (0, 0, 0, 0))
+        wire = (plate if rng.random() < 0.5 else dark) + (255,)
+        width = int(rng.integers(1, 3))
+        d = ImageDraw.Draw(layer)
+        for i in np.arange(0, big, period):
+            d.line((i, 0, i, big), fill=wire, width=width)
+            d.line((0, i, big, i), fill=wire, width=width)
+    else:
+        layer = Image.new("RGBA", (big, big), plate + (255,))
+        d = ImageDraw.Draw(layer)
+        if kind == "perforated":  # rows of round holes or slots
+            hw, hh = period * rng.uniform(0.2, 0.5), period * rng.uniform(0.2, 0.5) * (rng.uniform(1, 3) if rng.random() < 0.5 else 1)
+            stagger = rng.random() < 0.5
+            for r, y in enumerate(np.arange(0, big, period * max(1.0, hh / hw))):
+                off = period / 2 if stagger and r % 2 else 0.0
+                for x in np.arange(off, big, period):
+                    d.rounded_rectangle((x, y, x + hw, y + hh), radius=min(hw, hh) / 2, fill=dark + (255,))
+        else:  # tiles or brick: mortar lines, alternate rows offset for brick
+            mortar = tuple(int(v) for v in np.clip(np.array(plate) * rng.uniform(0.4, 1.4), 0, 255)) + (255,)
+            tw, th = period * rng.uniform(1.5, 4), period * rng.uniform(0.8, 1.5)
+            brick = rng.random() < 0.5
+            for r, y in enumerate(np.arange(0, big, th)):
+                d.line((0, y, big, y), fill=mortar, width=2)
+                off = tw / 2 if brick and r % 2 else 0.0
+                for x in np.arange(off, big, tw):
+                    d.line((x, y, x, y + th), fill=mortar, width=2)
+    layer = layer.rotate(rng.uniform(-35, 35), resample=Image.BICUBIC)
+    left, top = (big - w) // 2, (big - h) // 2
+    layer = layer.crop((left, top, left + w, top + h))
+    # lit like the photo: the photo's own shading multiplies the pattern
+    shade = src.convert("L").filter(ImageFilter.GaussianBlur(max(w, h) * 0.02))
+    shade = shade.point(lambda v: int(128 + (v - 128) * 0.5))
+    rgb = Image.composite(layer.convert("RGB"), src, layer.getchannel("A"))
+    lit = Image.fromarray(np.clip(np.asarray(rgb, np.float32) * (np.asarray(shade, np.float32)[..., None] / 160),
+                                  0, 255).astype(np.uint8))
+    out = Image.composite(lit, src, _region_mask((w, h), rng))
+    return out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0))) if rng.random() < 0.6 else out
+
+
 def cluttered(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """One or both kinds of clutter."""
+    """One or two kinds of clutter."""
     r = rng.random()
-    if r < 0.4:
+    if r < 0.25:
         return thin_structures(image, rng)
-    if r < 0.75:
+    if r < 0.5:
         return pebbles(image, rng)
-    return thin_structures(pebbles(image, rng), rng)
+    if r < 0.75:
+        return periodic(image, rng)
+    return periodic(thin_structures(image, rng), rng) if r < 0.875 else thin_structures(pebbles(image, rng), rng)

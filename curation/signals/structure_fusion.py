@@ -25,7 +25,7 @@ from curation.signals.structure_features import IMAGE_FEATURES, image_features, 
 from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME
 from curation.signals.watermark_map import WatermarkMap
 
-FUSION_NAME = "structure_fusion_v2"
+FUSION_NAME = "structure_fusion_v3"
 
 
 def default_fusion_path() -> Path:

@@ -75,7 +75,7 @@ def test_shipped_head_matches_this_feature_set():
         trees = BoostedTrees(z)
         meta = json.loads(str(z["meta"]))
     assert trees.features == IMAGE_FEATURES
-    assert meta["detector"] == "structure_v1" and meta["map"] == "watermark_map_v1"
+    assert meta["detector"] == "structure_v1" and meta["map"] == "watermark_map_v2"
     assert default_fusion_path().stat().st_size < 2 * 2**20
 
 

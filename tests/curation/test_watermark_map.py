@@ -110,6 +110,19 @@ def test_clutter_is_opaque_scenery_drawn_deterministically():
     assert np.abs(np.asarray(a, np.int16) - np.asarray(photo.convert("RGB"), np.int16)).mean() > 1
 
 
+def test_regular_texture_is_drawn_in_every_kind_and_deterministically():
+    from tools.clutter import PERIODIC_KINDS, periodic
+
+    photo = sd.split_photos("train")[0][0][1].convert("RGB").resize((320, 240))
+    for kind in PERIODIC_KINDS:
+        for seed in range(3):
+            a = periodic(photo, np.random.default_rng(seed), kind)
+            b = periodic(photo, np.random.default_rng(seed), kind)
+            assert a.size == photo.size and np.array_equal(np.asarray(a), np.asarray(b))
+            change = np.abs(np.asarray(a, np.int16) - np.asarray(photo, np.int16)).max(axis=2)
+            assert (change > 30).mean() > 0.002, (kind, seed)  # a visible pattern, not a faint tint
+
+
 def test_a_folder_of_own_photos_adds_backgrounds_and_says_what_is_wrong(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -144,7 +157,7 @@ def test_trainer_runs_end_to_end_with_own_photos(tmp_path):
                           "--threads", "1", "--extra-photos", str(photos), "--cache", str(tmp_path / "cache"),
                           "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    net = WatermarkMap(out / "watermark_map_v1.onnx")
+    net = WatermarkMap(out / "watermark_map_v2.onnx")
     assert net.probabilities(Image.new("RGB", (640, 480), (128, 128, 128))).shape == (384 // CELL, 512 // CELL)
     card = (out / "WATERMARK_MAP_CARD.md").read_text(encoding="utf-8")
-    assert f"the photos of {photos}" in card and "--extra-photos" in card and "--cache" not in card
+    assert f"the photos of `{photos}`" in card and "--extra-photos" in card and "--cache" not in card
