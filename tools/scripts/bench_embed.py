@@ -9,7 +9,6 @@ Prints a markdown table of images/s and the ratio of each to the decode baseline
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -17,24 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
-
-
-def _images(n: int) -> list[bytes]:
-    import numpy as np
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    photos = [Image.fromarray(a) for a in load_sample_images().images]
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        p = photos[i % 2]
-        x, y = int(rng.integers(0, 200)), int(rng.integers(0, 120))
-        buf = io.BytesIO()
-        p.crop((x, y, x + 420, y + 300)).resize((1024, 768)).save(buf, "JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
+from tools.scripts.benchlib import cpu_model, log, sample_jpegs  # noqa: E402
 
 
 def _best(fn, repeats: int = 3) -> float:
@@ -58,7 +40,7 @@ def main() -> None:
     from curation.signals.analysis import decode_for_analysis
     from curation.signals.embed import EmbedSignal
 
-    data = _images(a.n)
+    data = sample_jpegs(a.n)
     batch = pd.DataFrame({"image": data, "alt_text": ["a photo of a flower"] * a.n})
     rows = {"decode (long side 256)": _best(lambda: [decode_for_analysis(d, 256) for d in data])}
     desc = EmbedSignal(model="descriptor-v1")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from tools.scripts.benchlib import cpu_model, log, sample_jpegs  # noqa: E402
 
 SIDE = 224
 MEAN, STD = (0.4815, 0.4578, 0.4082), (0.2686, 0.2613, 0.2758)  # CLIP's normalisation
@@ -33,24 +33,6 @@ VIT_L_14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, 
                 patch_size=14, image_size=SIDE, projection_dim=768)
 VIT_TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14,
                 image_size=SIDE, projection_dim=16)
-
-
-def make_jpegs(n: int, seed: int = 0, unique: int = 512) -> list[bytes]:
-    """n JPEGs, `unique` of them distinct (cycled): decoding the same bytes again is the same work."""
-    import numpy as np
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    photos = [Image.fromarray(a) for a in load_sample_images().images]
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(min(n, unique)):
-        p = photos[i % len(photos)]
-        x, y = int(rng.integers(0, 200)), int(rng.integers(0, 120))
-        buf = io.BytesIO()
-        p.crop((x, y, x + 420, y + 300)).resize((1024, 768)).save(buf, "JPEG", quality=90)
-        out.append(buf.getvalue())
-    return [out[i % len(out)] for i in range(n)]
 
 
 def pil_prepare(jpeg: bytes):
@@ -144,16 +126,20 @@ def end_to_end_pil(model, jpegs, a, device, dtype, procs: int) -> float:
 
     with Pool(procs, initializer=_pool_init) as pool:
         pool.map(pil_prepare, jpegs[:procs * 4], chunksize=4)
+
+        def flush(arrays):
+            x = torch.from_numpy(np.stack(arrays))
+            encode(model, normalise(x.pin_memory() if device.type == "cuda" else x, device, dtype))
+
         t = time.perf_counter()
         batch = []
         for arr in pool.imap(pil_prepare, jpegs, chunksize=16):
             batch.append(arr)
             if len(batch) == a.batch:
-                encode(model, normalise(torch.from_numpy(np.stack(batch)).pin_memory()
-                                        if device.type == "cuda" else torch.from_numpy(np.stack(batch)), device, dtype))
+                flush(batch)
                 batch = []
         if batch:
-            encode(model, normalise(torch.from_numpy(np.stack(batch)), device, dtype))
+            flush(batch)
         sync(device)
         return len(jpegs) / (time.perf_counter() - t)
 
@@ -208,7 +194,7 @@ def main() -> None:
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     log(f"machine: {machine}; {os.cpu_count()} cores, {procs} decode processes; torch {torch.__version__}")
-    jpegs = make_jpegs(a.n)
+    jpegs = sample_jpegs(a.n, unique=512)
     model = build_tower(a.cpu_smoke, device)
     rows = {"machine": machine, "cores": os.cpu_count(), "procs": procs, "n": a.n, "batch": a.batch,
             "params": sum(p.numel() for p in model.parameters())}

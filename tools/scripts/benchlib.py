@@ -21,6 +21,29 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def sample_jpegs(n: int, unique: int | None = None) -> list[bytes]:
+    """n 1024x768 JPEGs (quality 90) cropped at random places from scikit-learn's two sample photos, seed 0.
+
+    With `unique`, only that many are made and cycled: decoding the same bytes again is the same work.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(a) for a in load_sample_images().images]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(min(n, unique or n)):
+        p = photos[i % 2]
+        x, y = int(rng.integers(0, 200)), int(rng.integers(0, 120))
+        buf = io.BytesIO()
+        p.crop((x, y, x + 420, y + 300)).resize((1024, 768)).save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return [out[i % len(out)] for i in range(n)]
+
+
 def reproducible_args(argv: list[str], side_options: tuple[str, ...] = ("--cache", "--save-torch")) -> str:
     """The command line minus options that do not change the result (where caches and side outputs go)."""
     out, skip = [], False
