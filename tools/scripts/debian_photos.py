@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         debs, root = Path(tmp) / "debs", Path(tmp) / "root"
         debs.mkdir()
-        subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
+        try:
+            subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            sys.exit(f"could not download {', '.join(PACKAGES)} ({e}): this needs apt-get and a Debian mirror; "
+                     "run `apt-get update` first")
         for deb in sorted(debs.glob("*.deb")):
             subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
         missing = [rel for rel in PHOTOS if not (root / rel).is_file()]
