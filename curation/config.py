@@ -90,8 +90,10 @@ class StructureConfig(Frozen):
     enabled: bool = True
     model: str | None = Field(None, description="null = the shipped structure_v1.onnx; a .onnx path; timm:<ckpt>")
     fusion: bool = Field(True, description="with OCR on: refine the detector's probabilities with where OCR "
-                         "found text (structure_fusion_v3 with the watermark map); false for a detector of your own")
-    fusion_model: str | None = Field(None, description="null = the shipped structure_fusion_v3.npz")
+                         "found text (structure_fusion_v4 with the watermark map and its line head); false for a "
+                         "detector of your own")
+    fusion_model: str | None = Field(None, description="null = the shipped structure_fusion_v4.npz; a head of your "
+                                     "own needs its <name>.lines.npz beside it")
 
 
 class Stage1Signals(Frozen):

@@ -14,6 +14,10 @@ measure per OCR line and pool per image:
 
 * the watermark map (`watermark_map.py`): where a net that looks at 512 px sees semi-transparent strokes,
   over the whole image and inside OCR's lines (a watermark's words are marked, scene text is not).
+* each line on its own (`line_features`): its pixel statistics, place, size, rotation, repetition and the
+  map inside it, scored by the line head (`structure_fusion.py`), trained on which generated lines lie on a
+  mark. Pooling per line statistics over the image (mean, largest line) blurs a small corner mark into the
+  scene text around it; the best line's score does not.
 
 No feature reads what the text says: the training phrases would leak into the benchmark, and real marks
 say anything.
@@ -25,7 +29,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
-from curation.signals.watermark_map import MAP_FEATURES, map_features
+from curation.signals.watermark_map import MAP_FEATURES, cells_under, map_features
 
 LINE_PIXEL_FEATURES = ("contrast", "stroke_spread", "background_spread", "background_vs_ring", "stroke_saturation",
                        "light_text", "stroke_share")
@@ -37,6 +41,12 @@ IMAGE_FEATURES = (
     + tuple(f"mean_{f}" for f in LINE_PIXEL_FEATURES)
     + tuple(f"largest_{f}" for f in LINE_PIXEL_FEATURES)
     + MAP_FEATURES
+    + ("lines_max_mark", "lines_marked")
+)
+LINE_FEATURES = (
+    LINE_PIXEL_FEATURES
+    + ("map_mean", "map_max", "angle", "height", "width", "edge_x", "edge_y", "repeat", "conf", "n_chars",
+       "n_lines", "cnn_watermark", "cnn_logo", "cnn_text_overlay", "image_map_max")
 )
 SIMILAR_TEXT = 0.6  # SequenceMatcher ratio above which two OCR lines are the same mark read twice
 CORNER = 0.22  # a line inside this share of width and height from a corner is a corner line
@@ -86,16 +96,21 @@ def line_pixel_features(gray: np.ndarray, sat: np.ndarray, quad: np.ndarray) -> 
     ], np.float32)
 
 
+def _normalised(texts: list[str]) -> list[str]:
+    return ["".join(t.split()).lower() for t in texts]
+
+
+def _repeats(a: str, norm: list[str]) -> int:
+    """How many lines read as the same text as `a` (itself included): tiled marks repeat one phrase."""
+    if not a:
+        return 0
+    return sum(1 for b in norm if b and (a in b or b in a or SequenceMatcher(None, a, b).ratio() >= SIMILAR_TEXT))
+
+
 def _max_repeat(texts: list[str]) -> int:
-    """The largest number of lines that read as the same text (tiled marks repeat one phrase)."""
-    norm = ["".join(t.split()).lower() for t in texts]
-    best = 0
-    for i, a in enumerate(norm[:MAX_LINES_MEASURED]):
-        if not a:
-            continue
-        n = sum(1 for b in norm if b and (a in b or b in a or SequenceMatcher(None, a, b).ratio() >= SIMILAR_TEXT))
-        best = max(best, n)
-    return best
+    """The largest number of lines that read as the same text."""
+    norm = _normalised(texts)
+    return max((_repeats(a, norm) for a in norm[:MAX_LINES_MEASURED]), default=0)
 
 
 def _geometry(quads: np.ndarray, size: tuple[int, int]) -> dict:
@@ -115,6 +130,48 @@ def _geometry(quads: np.ndarray, size: tuple[int, int]) -> dict:
             "bottom_centre": bottom_centre, "centre": centre, "area": area}
 
 
+def _clean_lines(lines: list) -> list:
+    return [(np.asarray(q, np.float32).reshape(4, 2), t, float(c)) for q, t, c in lines if t and t.strip()]
+
+
+def line_features(image, cnn: np.ndarray, lines: list, mark_map: np.ndarray) -> np.ndarray:
+    """LINE_FEATURES, one row per OCR line with text (the order of `lines`), for the line head.
+
+    The largest MAX_LINES_MEASURED lines get pixel statistics; the others keep zeros there (bounded cost).
+    """
+    lines = _clean_lines(lines)
+    if not lines:
+        return np.zeros((0, len(LINE_FEATURES)), np.float32)
+    size = np.asarray(image.size, np.float32)
+    quads = np.stack([q for q, _, _ in lines])
+    g = _geometry(quads, image.size)
+    norm = _normalised([t for _, t, _ in lines])
+    rgb = np.asarray(image, dtype=np.int16)
+    gray = rgb.mean(axis=2)
+    sat = (rgb.max(axis=2) - rgb.min(axis=2)).astype(np.float32)
+    pix = np.zeros((len(lines), len(LINE_PIXEL_FEATURES)), np.float32)
+    for i in np.argsort(-g["area"])[:MAX_LINES_MEASURED]:
+        pix[i] = line_pixel_features(gray, sat, quads[i])
+    rows = []
+    for i, (quad, _, conf) in enumerate(lines):
+        cells = cells_under(mark_map, quad, image.size)
+        lo, hi = quad.min(axis=0) / size, quad.max(axis=0) / size
+        cx, cy = (lo + hi) / 2
+        rows.append(np.concatenate([pix[i], [
+            cells.mean(), cells.max(), g["angle"][i] / 90.0, g["height"][i], hi[0] - lo[0], min(cx, 1 - cx),
+            min(cy, 1 - cy), np.log1p(_repeats(norm[i], norm)), conf, len(norm[i]), np.log1p(len(lines)),
+            *np.asarray(cnn, np.float32)[:3], mark_map.max()]]))
+    return np.asarray(rows, np.float32)
+
+
+def pool_line_scores(scores: np.ndarray) -> tuple[float, float]:
+    """(lines_max_mark, lines_marked): the best line's mark probability and log1p(lines at >= 0.5)."""
+    scores = np.asarray(scores, np.float32)
+    if not len(scores):
+        return 0.0, 0.0
+    return float(scores.max()), float(np.log1p((scores >= 0.5).sum()))
+
+
 def tiles(image, grid: int = 2) -> list:
     """The image cut into grid x grid tiles: the CNN sees each at twice the scale of the whole image,
     so a corner mark or a faint watermark covers four times as many input pixels."""
@@ -123,16 +180,19 @@ def tiles(image, grid: int = 2) -> list:
             for j in range(grid) for i in range(grid)]
 
 
-def image_features(image, cnn: np.ndarray, cnn_tiles: np.ndarray, lines: list, mark_map: np.ndarray) -> np.ndarray:
+def image_features(image, cnn: np.ndarray, cnn_tiles: np.ndarray, lines: list, mark_map: np.ndarray,
+                   line_rows: np.ndarray | None = None, line_scores: np.ndarray = ()) -> np.ndarray:
     """IMAGE_FEATURES for one analysed image (PIL RGB), the CNN's three probabilities on the whole image
-    and on its `tiles` (T, 3), the OCR lines [(quad (4, 2) pixels, text, conf)] the engine returned, and the
-    watermark map's cell probabilities."""
+    and on its `tiles` (T, 3), the OCR lines [(quad (4, 2) pixels, text, conf)] the engine returned, the
+    watermark map's cell probabilities, `line_features` of those lines (None: computed here; passed in, the
+    pixel statistics are not measured twice) and the line head's score of each (empty: none)."""
     out = dict.fromkeys(IMAGE_FEATURES, 0.0)
+    out["lines_max_mark"], out["lines_marked"] = pool_line_scores(line_scores)
     out["cnn_watermark"], out["cnn_logo"], out["cnn_text_overlay"] = (float(v) for v in cnn)
     cnn_tiles = np.asarray(cnn_tiles, np.float32).reshape(-1, 3)
     out["tiles_max_watermark"], out["tiles_max_logo"], out["tiles_max_text_overlay"] = cnn_tiles.max(axis=0)
     out["tiles_mean_watermark"] = float(cnn_tiles[:, 0].mean())
-    lines = [(np.asarray(q, np.float32).reshape(4, 2), t, float(c)) for q, t, c in lines if t and t.strip()]
+    lines = _clean_lines(lines)
     out.update(zip(MAP_FEATURES, map_features(mark_map, [q for q, _, _ in lines], image.size).tolist()))
     if lines:
         quads = np.stack([q for q, _, _ in lines])
@@ -151,11 +211,10 @@ def image_features(image, cnn: np.ndarray, cnn_tiles: np.ndarray, lines: list, m
             "median_height": float(np.median(g["height"])), "spread_x": float(g["cx"].std()),
             "spread_y": float(g["cy"].std()),
         })
-        rgb = np.asarray(image, dtype=np.int16)
-        gray = rgb.mean(axis=2)
-        sat = (rgb.max(axis=2) - rgb.min(axis=2)).astype(np.float32)
-        order = np.argsort(-g["area"])[:MAX_LINES_MEASURED]
-        pix = np.stack([line_pixel_features(gray, sat, quads[i]) for i in order])
+        if line_rows is None:
+            line_rows = line_features(image, cnn, lines, mark_map)
+        order = np.argsort(-g["area"])[:MAX_LINES_MEASURED]  # the lines line_features measured, largest first
+        pix = np.asarray(line_rows, np.float32)[order, :len(LINE_PIXEL_FEATURES)]
         for j, name in enumerate(LINE_PIXEL_FEATURES):
             out[f"mean_{name}"] = float(pix[:, j].mean())
             out[f"largest_{name}"] = float(pix[0, j])

@@ -80,20 +80,31 @@ class WatermarkMap:
         return np.asarray(self.session.run(None, {self.input_name: x})[0][0, 0], dtype=np.float32)
 
 
+def cells_under(prob: np.ndarray, quad, size: tuple[int, int]) -> np.ndarray:
+    """The map's cells whose centres lie inside a quad (pixels of an image of `size`); for a quad too small
+    to hold a centre, the cells under its bounding box. A rotated line's bounding box is mostly what is
+    around it (a diagonal mark's word fills a third of it), so the box would dilute the mark."""
+    gh, gw = prob.shape
+    q = np.asarray(quad, np.float32).reshape(4, 2) / (size[0], size[1]) * (gw, gh)  # in cells
+    x0, y0 = np.clip(np.floor(q.min(axis=0)).astype(int), 0, (gw - 1, gh - 1))
+    x1, y1 = np.clip(np.ceil(q.max(axis=0)).astype(int), (x0 + 1, y0 + 1), (gw, gh))
+    box = prob[y0:y1, x0:x1]
+    ys, xs = np.mgrid[y0:y1, x0:x1] + 0.5
+    inside = np.ones(box.shape, bool)
+    for k in range(4):  # the same side of each edge as the quad's centre (convex)
+        (ax, ay), (bx, by) = q[k], q[(k + 1) % 4]
+        cx, cy = q.mean(axis=0)
+        side = (bx - ax) * (ys - ay) - (by - ay) * (xs - ax)
+        ref = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+        inside &= side * np.sign(ref) >= 0
+    return box[inside] if inside.any() else box.ravel()
+
+
 def map_features(prob: np.ndarray, quads: list, size: tuple[int, int]) -> np.ndarray:
     """MAP_FEATURES from a map and OCR's line quads (pixels of an image of `size`)."""
     flat = np.sort(prob.ravel())[::-1]
     k = max(4, int(len(flat) * TOP_SHARE))
-    gh, gw = prob.shape
-    line_means = []
-    for quad in quads:
-        q = np.asarray(quad, np.float32)
-        x0, y0 = q.min(axis=0) / (size[0], size[1])
-        x1, y1 = q.max(axis=0) / (size[0], size[1])
-        cx0, cy0 = int(np.clip(np.floor(x0 * gw), 0, gw - 1)), int(np.clip(np.floor(y0 * gh), 0, gh - 1))
-        cx1, cy1 = int(np.clip(np.ceil(x1 * gw), cx0 + 1, gw)), int(np.clip(np.ceil(y1 * gh), cy0 + 1, gh))
-        line_means.append(float(prob[cy0:cy1, cx0:cx1].mean()))
-    lines = np.asarray(line_means, np.float32)
+    lines = np.asarray([float(cells_under(prob, quad, size).mean()) for quad in quads], np.float32)
     return np.array([
         flat[0], flat[:k].mean(), (prob >= MARKED).mean(), prob.mean(),
         lines.max() if len(lines) else 0.0, lines.mean() if len(lines) else 0.0,

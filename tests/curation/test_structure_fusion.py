@@ -15,8 +15,10 @@ pytest.importorskip("skimage")
 from curation.signals.analysis import decode_for_analysis  # noqa: E402
 from curation.signals.boosted_trees import BoostedTrees, export_hgb  # noqa: E402
 from curation.signals.structure import StructureSignal  # noqa: E402
-from curation.signals.structure_features import IMAGE_FEATURES, image_features  # noqa: E402
-from curation.signals.structure_fusion import FUSION_NAME, StructureFusionSignal, default_fusion_path  # noqa: E402
+from curation.signals.structure_features import (IMAGE_FEATURES, LINE_FEATURES, image_features,  # noqa: E402
+                                                 line_features)
+from curation.signals.structure_fusion import (FUSION_NAME, StructureFusionSignal, default_fusion_path,  # noqa: E402
+                                               line_head_path)
 from tools import structure_data as sd  # noqa: E402
 
 SEED = 5151  # neither the CNN's (0, 10000) nor the head's (20000) training or validation seeds
@@ -68,6 +70,30 @@ def test_features_without_text_and_with_a_tiled_mark():
     assert tiled["max_angle"] == 0
     assert tiled["map_lines_max"] == pytest.approx(0.9) and tiled["map_marked_lines"] == 4
     assert tiled["map_lines_mean"] == pytest.approx((4 * 0.9 + 0.02) / 5)
+    assert tiled["lines_max_mark"] == 0 and tiled["lines_marked"] == 0  # no line scores given
+    scored = dict(zip(IMAGE_FEATURES, image_features(image, cnn, tiles, lines, marked,
+                                                      line_scores=[0.7, 0.6, 0.2, 0.1, 0.05])))
+    assert scored["lines_max_mark"] == pytest.approx(0.7) and scored["lines_marked"] == pytest.approx(np.log1p(2))
+
+
+def test_line_features_describe_each_line_on_its_own():
+    from PIL import Image
+
+    image = Image.new("RGB", (400, 300), (90, 120, 150))
+    cnn = np.array([0.1, 0.2, 0.3])
+    marked = np.full((30, 40), 0.02, np.float32)
+    marked[:, :12] = 0.9
+    quad = np.array([[10, 10], [110, 10], [110, 30], [10, 30]])
+    lines = ([(quad + [0, 60 * i], "© PhotoHub", 0.9) for i in range(4)] + [(quad + [250, 0], "OPEN", 0.95)]
+             + [(quad + [250, 200], "  ", 0.5)])  # no text: left out, as image_features leaves it out
+    rows = line_features(image, cnn, lines, marked)
+    assert rows.shape == (5, len(LINE_FEATURES))
+    f = [dict(zip(LINE_FEATURES, r)) for r in rows]
+    assert [r["repeat"] for r in f] == pytest.approx([np.log1p(4)] * 4 + [np.log1p(1)])
+    assert f[0]["map_mean"] == pytest.approx(0.9) and f[4]["map_mean"] == pytest.approx(0.02)
+    assert f[0]["edge_x"] == pytest.approx(60 / 400) and f[4]["conf"] == pytest.approx(0.95)
+    assert f[4]["n_chars"] == 4 and all(r["cnn_text_overlay"] == pytest.approx(0.3) for r in f)
+    assert line_features(image, cnn, [], marked).shape == (0, len(LINE_FEATURES))
 
 
 def test_shipped_head_matches_this_feature_set():
@@ -77,6 +103,21 @@ def test_shipped_head_matches_this_feature_set():
     assert trees.features == IMAGE_FEATURES
     assert meta["detector"] == "structure_v1" and meta["map"] == "watermark_map_v2"
     assert default_fusion_path().stat().st_size < 2 * 2**20
+    with np.load(line_head_path(default_fusion_path())) as z:
+        lines = BoostedTrees(z)
+    assert lines.features == LINE_FEATURES and lines.heads == ("on_mark",)
+    assert line_head_path(default_fusion_path()).stat().st_size < 2**20
+
+
+def test_a_head_without_its_line_head_is_refused(tmp_path):
+    import shutil
+
+    shutil.copy(default_fusion_path(), tmp_path / "mine.npz")
+    with pytest.raises(FileNotFoundError, match="mine.lines.npz"):
+        StructureFusionSignal(StructureSignal(), path=str(tmp_path / "mine.npz")).load()
+    shutil.copy(default_fusion_path(), tmp_path / "mine.lines.npz")  # the image head where the line head belongs
+    with pytest.raises(ValueError, match="line head"):
+        StructureFusionSignal(StructureSignal(), path=str(tmp_path / "mine.npz")).load()
 
 
 def test_head_trained_on_another_detector_is_refused(tmp_path):
@@ -175,4 +216,4 @@ def test_fused_watermark_ranks_marks_above_scene_text_and_clean(fused_rows):
               if not lab["watermark"] and (lab["scene_text"] or kind == "clean")]
     assert len(marks) >= 3 and len(others) >= 8
     assert np.mean(marks) > np.mean(others) + 0.2, (marks, others)
-    assert np.mean(np.array(others) >= 0.85) <= 0.1, others  # the default rule's threshold
+    assert np.mean(np.array(others) >= 0.8) <= 0.1, others  # the default rule's threshold

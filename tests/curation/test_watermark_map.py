@@ -40,6 +40,22 @@ def test_features_pool_the_map_over_the_image_and_inside_lines():
     assert empty["map_lines_max"] == 0 and empty["map_marked_lines"] == 0
 
 
+def test_a_rotated_line_reads_the_cells_inside_it_not_its_bounding_box():
+    from curation.signals.watermark_map import cells_under
+
+    prob = np.zeros((48, 64), np.float32)
+    rows, cols = np.mgrid[0:48, 0:64]
+    prob[np.abs(rows - 0.75 * cols) <= 2] = 0.9  # a diagonal band of marked cells, as a diagonal mark's word
+    # a line along the band (16 px per cell at 1024x768): its bounding box is mostly unmarked sky
+    line = [[160, 120 - 30], [800, 600 - 30], [800, 600 + 30], [160, 120 + 30]]  # along rows = 0.75 cols
+    inside = cells_under(prob, line, (1024, 768))
+    q = np.asarray(line)
+    box = prob[q[:, 1].min() // 16:q[:, 1].max() // 16 + 1, q[:, 0].min() // 16:q[:, 0].max() // 16 + 1]
+    assert inside.mean() > 0.6 > 0.3 > box.mean()
+    tiny = cells_under(prob, [[3, 3], [6, 3], [6, 6], [3, 6]], (1024, 768))  # holds no cell centre
+    assert tiny.tolist() == [prob[0, 0]]
+
+
 def test_a_missing_or_foreign_map_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="fusion: false"):
         WatermarkMap(tmp_path / "nope.onnx")

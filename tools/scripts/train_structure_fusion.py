@@ -8,13 +8,17 @@
    validation) and caches what stage 1 computes on them:
    the shipped CNN's probabilities and the OCR engine's raw lines (resumable, ~0.5 s per image per core).
 2. Labels each sample by what shows at the size the head's inputs see (the watermark map's 512 px; the
-   cache's labels were judged at the CNN's 256 px, where small faint marks do not count), and computes
-   `curation.signals.structure_features.image_features` per sample (the CNN on four tiles and the
-   watermark map too).
-3. Fits one scikit-learn HistGradientBoostingClassifier per head, exports them as plain arrays
-   (`curation.signals.boosted_trees`) to `curation/signals/weights/<FUSION_NAME>.npz`, checks the
-   exported trees reproduce scikit-learn's probabilities, and writes STRUCTURE_FUSION_CARD.md with
-   held-out metrics beside the CNN's alone.
+   cache's labels were judged at the CNN's 256 px, where small faint marks do not count), and each OCR
+   line by whether its box lies on the watermark's drawn pixels there (at least LINE_ON_MARK of its map
+   cells). Computes `curation.signals.structure_features.image_features` and `line_features` per sample
+   (the CNN on four tiles and the watermark map too).
+3. Fits the line head (one HistGradientBoostingClassifier over all training lines) and, on the training
+   set, scores each line with a head that did not see its image (5 folds, grouped by image): the fusion
+   head learns from line scores as good as those it will get on new images, not from memorised ones.
+4. Fits one HistGradientBoostingClassifier per image head, exports both as plain arrays
+   (`curation.signals.boosted_trees`) to `curation/signals/weights/<FUSION_NAME>.npz` and
+   `<FUSION_NAME>.lines.npz`, checks the exported trees reproduce scikit-learn's probabilities, and writes
+   STRUCTURE_FUSION_CARD.md with held-out metrics beside the CNN's alone.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ sys.path.insert(0, str(REPO))
 from curation.signals.analysis import decode_for_analysis  # noqa: E402
 from curation.signals.boosted_trees import BoostedTrees, export_hgb  # noqa: E402
 from curation.signals.structure import DEFAULT_NAME, HEADS, StructureSignal  # noqa: E402
-from curation.signals.structure_features import IMAGE_FEATURES  # noqa: E402
-from curation.signals.structure_fusion import FUSION_NAME, fusion_features  # noqa: E402
+from curation.signals.structure_features import IMAGE_FEATURES, LINE_FEATURES, pool_line_scores  # noqa: E402
+from curation.signals.structure_fusion import FUSION_NAME, fusion_features, line_head_path  # noqa: E402
 from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME  # noqa: E402
 from curation.signals.watermark_map import MAP_SIDE, WatermarkMap  # noqa: E402
 from tools import structure_data as sd  # noqa: E402
@@ -51,38 +55,60 @@ INCIDENTAL_SEED = 30_000  # negatives with lettering on things (tools.structure_
 # stage-1 calibration benchmark (bench_stage1 --seed 77) against 4 for the CNN alone; with them watermark
 # is better than the CNN there (docs/benchmarks.md), logo is not measured by any benchmark: it stays the CNN's.
 EXPORTED_HEADS = ("watermark", "text_overlay")
+LINE_ON_MARK = 0.05  # a line lies on a mark when this share of its map cells are the mark's pixels; on the
+# calibration benchmark (seed 77) 0.02-0.1 gave the same, 0.15 and more fewer found marks: any line that
+# touches a mark is the mark's (OCR's box around a faint word is loose)
+LINE_FOLDS = 5
+POOLED = [IMAGE_FEATURES.index("lines_max_mark"), IMAGE_FEATURES.index("lines_marked")]
 HGB = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 15, "l2_regularization": 1.0, "random_state": 0}
 _DETECTOR: dict = {}
 
 
-def _features(row: dict) -> np.ndarray:
+def _features(row: dict) -> tuple[np.ndarray, np.ndarray]:
     if "s" not in _DETECTOR:
         os.environ["OMP_NUM_THREADS"] = "1"
         _DETECTOR["s"] = StructureSignal()
         _DETECTOR["s"].load()
         _DETECTOR["map"] = WatermarkMap()
     img = decode_for_analysis(row["jpeg"])
-    return fusion_features(_DETECTOR["s"], _DETECTOR["map"], img.image, row["cnn"], row["lines"])
+    return fusion_features(_DETECTOR["s"], _DETECTOR["map"], None, img.image, row["cnn"], row["lines"])
 
 
-def featurize(rows: list[dict], workers: int) -> np.ndarray:
+def featurize(rows: list[dict], workers: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Image features (line scores left at zero) and each sample's line rows."""
     with Pool(workers) as pool:
-        return np.stack(pool.map(_features, rows, chunksize=8))
+        out = pool.map(_features, rows, chunksize=8)
+    return np.stack([x for x, _ in out]), [r for _, r in out]
 
 
-def _labels_at_map_side(job: tuple[str, int, int, float]) -> dict:
-    split, index, seed, procedural = job
+def _labels_at_map_side(job: tuple[str, int, int, float, list]) -> dict:
+    """Labels judged at MAP_SIDE, and which OCR lines (quads normalised to the image) lie on the watermark."""
+    split, index, seed, procedural, quads = job
     if split not in _DETECTOR:  # once per worker process
         _DETECTOR[split] = sd.split_photos(split)
     photos, pages = _DETECTOR[split]
-    r = sd.make_record(photos, index, seed, pages, procedural, side=MAP_SIDE)  # the same image, drawn again
-    return {"labels": r["labels"], "shown": r["shown"]}
+    r = sd.make_record(photos, index, seed, pages, procedural, masks=True, side=MAP_SIDE)  # the same image, again
+    mark = r["masks"].get("watermark")
+    on_mark = [0] * len(quads)
+    if mark is not None:
+        h, w = mark.shape
+        for i, q in enumerate(quads):
+            x0, y0 = np.clip(np.floor(q.min(axis=0) * (w, h)).astype(int), 0, (w - 1, h - 1))
+            x1, y1 = np.clip(np.ceil(q.max(axis=0) * (w, h)).astype(int), (x0 + 1, y0 + 1), (w, h))
+            on_mark[i] = int(mark[y0:y1, x0:x1].mean() >= LINE_ON_MARK)
+    return {"labels": r["labels"], "shown": r["shown"], "on_mark": on_mark}
+
+
+def _quads(row: dict) -> list:
+    """The row's OCR lines with text (as `line_features` keeps them), normalised to the image size."""
+    return [np.asarray(q, np.float32).reshape(4, 2) / row["size"] for q, t, _ in row["lines"] if t and t.strip()]
 
 
 def relabel(rows: list[dict], split: str, seed: int, procedural: float, workers: int) -> None:
     """Labels (and shown kinds) judged at MAP_SIDE: the map sees marks the 256-px CNN labels left out."""
     with Pool(workers) as pool:
-        new = pool.map(_labels_at_map_side, [(split, r["index"], seed, procedural) for r in rows], chunksize=8)
+        new = pool.map(_labels_at_map_side, [(split, r["index"], seed, procedural, _quads(r)) for r in rows],
+                       chunksize=8)
     for r, n in zip(rows, new):
         r.update(n)
 
@@ -91,7 +117,11 @@ def dataset(data: Path, split: str, n: int, seed: int, procedural: float, worker
     rows = fd.load(fd.build(data, split, n, seed, procedural, workers, kind))
     if kind == "mixed":  # incidental negatives carry no mark, whatever the size
         relabel(rows, split, seed, procedural, workers)
-    return {"x": featurize(rows, workers), "y": np.array([[r["labels"][h] for h in HEADS] for r in rows], np.int8),
+    x, line_rows = featurize(rows, workers)
+    on_mark = [np.asarray(r.get("on_mark", [0] * len(lr)), np.int8) for r, lr in zip(rows, line_rows)]
+    return {"x": x, "lines": np.concatenate(line_rows), "line_y": np.concatenate(on_mark),
+            "line_of": np.concatenate([np.full(len(lr), i) for i, lr in enumerate(line_rows)]).astype(np.int64),
+            "y": np.array([[r["labels"][h] for h in HEADS] for r in rows], np.int8),
             "scene": np.array([r["labels"]["scene_text"] for r in rows], np.int8),
             "shown": np.array([r["shown"] for r in rows])}
 
@@ -103,6 +133,44 @@ def metrics(y: np.ndarray, p: np.ndarray, scene: np.ndarray, thr: float = 0.5) -
     return {"pos": int(y.sum()), "neg": int(len(y) - y.sum()), "auc": float(roc_auc_score(y, p)),
             "precision": float(precision_score(y, flag, zero_division=0)), "recall": float(recall_score(y, flag)),
             "scene_fp": float(flag[(scene == 1) & (y == 0)].mean()) if ((scene == 1) & (y == 0)).any() else 0.0}
+
+
+def join(a: dict, b: dict) -> dict:
+    """Two datasets as one (b's line owners shifted past a's images)."""
+    out = {k: np.concatenate([a[k], b[k]]) for k in a}
+    out["line_of"] = np.concatenate([a["line_of"], b["line_of"] + len(a["y"])])
+    return out
+
+
+def set_line_scores(data: dict, scores: np.ndarray) -> None:
+    """Fill the pooled line-score features of each image from its lines' scores."""
+    starts = np.searchsorted(data["line_of"], np.arange(len(data["x"]) + 1))  # line_of is sorted by image
+    for i in range(len(data["x"])):
+        data["x"][i, POOLED] = pool_line_scores(scores[starts[i]:starts[i + 1]])
+
+
+def train_lines(train: dict, val: dict):
+    """The line head, and the pooled line scores of every image: out-of-fold on the training set."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    x, y = train["lines"], train["line_y"]
+    oof = np.zeros(len(y))
+    for fit, held in GroupKFold(LINE_FOLDS).split(x, y, train["line_of"]):
+        oof[held] = HistGradientBoostingClassifier(**HGB).fit(x[fit], y[fit]).predict_proba(x[held])[:, 1]
+    model = HistGradientBoostingClassifier(**HGB).fit(x, y)
+    p = model.predict_proba(val["lines"])[:, 1]
+    set_line_scores(train, oof)
+    set_line_scores(val, p)
+    flag = p >= 0.5
+    report = {"train_lines": int(len(y)), "train_on_mark": int(y.sum()),
+              "auc_out_of_fold": float(roc_auc_score(y, oof)),
+              "val_lines": int(len(p)), "val_on_mark": int(val["line_y"].sum()),
+              "auc_val": float(roc_auc_score(val["line_y"], p)),
+              "precision_val": float(val["line_y"][flag].mean()) if flag.any() else 0.0,
+              "recall_val": float(flag[val["line_y"] == 1].mean())}
+    return model, report
 
 
 def train(train: dict, val: dict, heads: tuple[str, ...]) -> tuple[dict, dict]:
@@ -120,13 +188,13 @@ def train(train: dict, val: dict, heads: tuple[str, ...]) -> tuple[dict, dict]:
     return models, report
 
 
-def export(models: dict, val: dict, meta: dict, path: Path) -> None:
-    arrays = export_hgb(models, IMAGE_FEATURES)
+def export(models: dict, x: np.ndarray, features: tuple[str, ...], meta: dict, path: Path) -> None:
+    arrays = export_hgb(models, features)
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez_compressed(path, **arrays)
     with np.load(path, allow_pickle=False) as z:
-        ours = BoostedTrees(z).predict(val["x"])  # heads in the order of `models`
-    theirs = np.stack([m.predict_proba(val["x"])[:, 1] for m in models.values()], axis=1)
+        ours = BoostedTrees(z).predict(x)  # heads in the order of `models`
+    theirs = np.stack([m.predict_proba(x)[:, 1] for m in models.values()], axis=1)
     gap = float(np.abs(ours - theirs).max())
     if gap > 1e-6:
         raise RuntimeError(f"exported trees differ from scikit-learn by {gap}")
@@ -148,8 +216,11 @@ image at 256 px; OCR (PP-OCR, trained on real text) finds small and faint text a
 kind it is; the watermark map (`{MAP_NAME}`, WATERMARK_MAP_CARD.md) sees {MAP_SIDE} px and says where strokes are
 semi-transparent. The head joins them: {len(IMAGE_FEATURES)} features (`curation/signals/structure_features.py`):
 the CNN on the whole image and on its four tiles, OCR geometry (corners, bottom centre, rotation, size,
-repetition of one text), stroke/background pixel statistics of each OCR box against a ring around it, and the
-map over the image and inside OCR's boxes. No feature reads what the text says.
+repetition of one text), stroke/background pixel statistics of each OCR box against a ring around it, the
+map over the image and inside OCR's boxes, and the best score of the *line head*
+(`{FUSION_NAME}.lines.npz`): boosted trees over {len(LINE_FEATURES)} features of one OCR line (its pixel
+statistics, place, size, rotation, repetition, the map inside it, the CNN's image scores) that say whether that
+line lies on a mark. No feature reads what the text says.
 
 ## Data
 
@@ -167,6 +238,15 @@ blurred with it, as a brand on a tank or labels on a shelf; labelled scene text,
 One scikit-learn HistGradientBoostingClassifier per head ({json.dumps(HGB)}), exported to plain arrays
 (`curation/signals/boosted_trees.py`; no pickle, any scikit-learn version loads it, none is needed to score).
 Trained in {info['train_s']:.0f} s on one CPU; {info['size_kb']:.0f} kB.
+
+## Line head
+
+Each OCR line of the training images is labelled *on a mark* when at least {LINE_ON_MARK:.0%} of its map cells
+are pixels the watermark renderer drew (judged at {MAP_SIDE} px): {info['lines']['train_on_mark']} of
+{info['lines']['train_lines']} training lines. The fusion head learns from out-of-fold line scores ({LINE_FOLDS}
+folds grouped by image; AUC {info['lines']['auc_out_of_fold']:.3f}). Validation lines: AUC
+{info['lines']['auc_val']:.3f}, precision / recall {info['lines']['precision_val']:.2f} /
+{info['lines']['recall_val']:.2f} at 0.5 ({info['lines']['val_on_mark']} of {info['lines']['val_lines']} on a mark).
 
 ## Validation (threshold 0.5)
 
@@ -209,17 +289,21 @@ def main(argv: list[str] | None = None) -> None:
     val = dataset(a.data, "heldout", a.n_val, VAL_SEED, 0.0, a.workers)
     tr = dataset(a.data, "train", a.n_train, TRAIN_SEED, PROCEDURAL, a.workers)
     inc = dataset(a.data, "train", a.n_incidental, INCIDENTAL_SEED, PROCEDURAL, a.workers, "incidental")
-    tr = {k: np.concatenate([tr[k], inc[k]]) for k in tr}
+    tr = join(tr, inc)
     t0 = time.time()
+    line_model, line_report = train_lines(tr, val)
     models, report = train(tr, val, tuple(a.heads))
     train_s = time.time() - t0
     path = WEIGHTS / f"{FUSION_NAME}.npz"
-    export(models, val, {"detector": DEFAULT_NAME, "map": MAP_NAME, "n_train": len(tr["y"]), "hgb": HGB}, path)
+    meta = {"detector": DEFAULT_NAME, "map": MAP_NAME, "n_train": len(tr["y"]), "hgb": HGB}
+    export({"on_mark": line_model}, val["lines"], LINE_FEATURES, meta | {"line_on_mark": LINE_ON_MARK},
+           line_head_path(path))
+    export(models, val["x"], IMAGE_FEATURES, meta, path)
     write_card(WEIGHTS / "STRUCTURE_FUSION_CARD.md",
-               {"report": report, "n_train": len(tr["y"]) - len(inc["y"]), "n_incidental": len(inc["y"]),
+               {"report": report, "lines": line_report, "n_train": len(tr["y"]) - len(inc["y"]), "n_incidental": len(inc["y"]),
                 "n_val": len(val["y"]), "train_s": train_s,
                 "size_kb": path.stat().st_size / 1e3})
-    print(json.dumps(report, indent=1))
+    print(json.dumps({"lines": line_report} | report, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""The fusion head's training script: how OCR lines are labelled as lying on a mark, and how line scores reach
+each image's features. The full run takes minutes of OCR; these parts decide what the heads learn."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("sklearn")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("train_structure_fusion",
+                                                  REPO / "tools" / "scripts" / "train_structure_fusion.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _watermarked_record(split: str, seed: int):
+    """The first record of (split, seed) with a visible watermark, its index, and its mask at the map's size."""
+    from curation.signals.watermark_map import MAP_SIDE
+    from tools import structure_data as sd
+
+    photos, pages = sd.split_photos(split)
+    for index in range(60):
+        r = sd.make_record(photos, index, seed, pages, 0.0, masks=True, side=MAP_SIDE)
+        mark = r["masks"].get("watermark")
+        if r["labels"]["watermark"] and mark is not None and 0.002 < mark.mean() < 0.3:
+            return index, mark
+    raise AssertionError("no watermarked record in the first 60")
+
+
+def test_lines_on_the_mark_are_labelled_on_and_others_off(script):
+    index, mark = _watermarked_record("heldout", 4242)
+    h, w = mark.shape
+    ys, xs = np.nonzero(mark)
+    on = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1],
+                   [xs.min(), ys.max() + 1]], np.float32) / (w, h)
+    free = np.argwhere(~mark)  # a small box with no mark pixel in it
+    y, x = next((y, x) for y, x in free[:: max(1, len(free) // 500)]
+                if not mark[max(0, y - 2):y + 3, max(0, x - 4):x + 5].any())
+    off = np.array([[x - 4, y - 2], [x + 5, y - 2], [x + 5, y + 3], [x - 4, y + 3]], np.float32) / (w, h)
+    out = script._labels_at_map_side(("heldout", index, 4242, 0.0, [on, off]))
+    assert out["labels"]["watermark"] == 1 and out["on_mark"] == [1, 0]
+    assert script._labels_at_map_side(("heldout", index, 4242, 0.0, []))["on_mark"] == []
+
+
+def test_line_scores_pool_into_their_own_images_features(script):
+    from curation.signals.structure_features import IMAGE_FEATURES
+
+    def data(n_images, lines_per_image):
+        line_of = np.concatenate([np.full(k, i) for i, k in enumerate(lines_per_image)]).astype(np.int64)
+        return {"x": np.zeros((n_images, len(IMAGE_FEATURES)), np.float32), "y": np.zeros((n_images, 3)),
+                "line_of": line_of, "lines": np.zeros((len(line_of), 2)), "line_y": np.zeros(len(line_of))}
+
+    both = script.join(data(2, [2, 0]), data(2, [1, 3]))
+    assert both["line_of"].tolist() == [0, 0, 2, 3, 3, 3]  # the second set's images come after the first's
+    script.set_line_scores(both, np.array([0.2, 0.9, 0.4, 0.6, 0.7, 0.1]))
+    best, marked = IMAGE_FEATURES.index("lines_max_mark"), IMAGE_FEATURES.index("lines_marked")
+    assert both["x"][:, best].tolist() == pytest.approx([0.9, 0.0, 0.4, 0.7])
+    assert both["x"][:, marked].tolist() == pytest.approx([np.log1p(1), 0, 0, np.log1p(2)])
