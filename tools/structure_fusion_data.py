@@ -12,6 +12,7 @@ head retrained without running OCR again (OCR is ~0.3-1 s per image on one core)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import pickle
@@ -28,12 +29,20 @@ CHUNK = 200
 _STATE: dict = {}
 
 
-def _init(split: str) -> None:
+def split_photos(split: str, extra_photos: Path | None = None) -> tuple[list, list]:
+    """`structure_data.split_photos`, with the photos of `extra_photos` added to the train split."""
+    photos, pages = sd.split_photos(split)
+    if extra_photos is not None and split == "train":
+        photos = photos + sd.photos_from_folder(extra_photos)
+    return photos, pages
+
+
+def _init(split: str, extra_photos: Path | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     from curation.signals.ocr import OcrSignal
     from curation.signals.structure import StructureSignal
 
-    _STATE["photos"], _STATE["pages"] = sd.split_photos(split)
+    _STATE["photos"], _STATE["pages"] = split_photos(split, extra_photos)
     _STATE["structure"] = StructureSignal()
     _STATE["structure"].load()
     _STATE["ocr"] = OcrSignal()
@@ -97,14 +106,17 @@ def _incidental(job: tuple[int, int, float, str]) -> dict:
 
 
 def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: int,
-          kind: str = "mixed") -> list[Path]:
-    """Chunks of `CHUNK` samples under `out`; a chunk already there is kept (the run can be resumed)."""
+          kind: str = "mixed", extra_photos: Path | None = None) -> list[Path]:
+    """Chunks of `CHUNK` samples under `out`; a chunk already there is kept (the run can be resumed).
+    `extra_photos`: a folder of more train backgrounds (other photos: other samples, cached apart)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    with Pool(workers, initializer=_init, initargs=(split,)) as pool:
+    extra = extra_photos if split == "train" else None
+    tag = f"-x{hashlib.sha1(str(Path(extra).resolve()).encode()).hexdigest()[:10]}" if extra else ""
+    with Pool(workers, initializer=_init, initargs=(split, extra)) as pool:
         for start in range(0, n, CHUNK):
             stop = min(n, start + CHUNK)
-            prefix = split if kind == "mixed" else f"{kind}-{split}"
+            prefix = (split if kind == "mixed" else f"{kind}-{split}") + tag
             path = out / f"{prefix}-s{seed}-p{procedural}-{start:06d}-{stop:06d}.pkl"
             paths.append(path)
             if path.is_file():
@@ -136,9 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--kind", choices=["mixed", "incidental"], default="mixed",
                    help="mixed: tools.structure_data's draw; incidental: negatives with lettering on things")
+    p.add_argument("--extra-photos", type=Path, default=None, help="a folder of more train backgrounds")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build(a.out, a.split, a.n, a.seed, a.procedural, a.workers, a.kind)
+    build(a.out, a.split, a.n, a.seed, a.procedural, a.workers, a.kind, a.extra_photos)
 
 
 if __name__ == "__main__":

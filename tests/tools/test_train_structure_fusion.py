@@ -47,9 +47,9 @@ def test_lines_on_the_mark_are_labelled_on_and_others_off(script):
     y, x = next((y, x) for y, x in free[:: max(1, len(free) // 500)]
                 if not mark[max(0, y - 2):y + 3, max(0, x - 4):x + 5].any())
     off = np.array([[x - 4, y - 2], [x + 5, y - 2], [x + 5, y + 3], [x - 4, y + 3]], np.float32) / (w, h)
-    out = script._labels_at_map_side(("heldout", index, 4242, 0.0, [on, off]))
+    out = script._labels_at_map_side(("heldout", index, 4242, 0.0, [on, off], None))
     assert out["labels"]["watermark"] == 1 and out["on_mark"] == [1, 0]
-    assert script._labels_at_map_side(("heldout", index, 4242, 0.0, []))["on_mark"] == []
+    assert script._labels_at_map_side(("heldout", index, 4242, 0.0, [], None))["on_mark"] == []
 
 
 def test_line_scores_pool_into_their_own_images_features(script):
@@ -66,3 +66,17 @@ def test_line_scores_pool_into_their_own_images_features(script):
     best, marked = IMAGE_FEATURES.index("lines_max_mark"), IMAGE_FEATURES.index("lines_marked")
     assert both["x"][:, best].tolist() == pytest.approx([0.9, 0.0, 0.4, 0.7])
     assert both["x"][:, marked].tolist() == pytest.approx([np.log1p(1), 0, 0, np.log1p(2)])
+
+
+def test_extra_photos_join_the_train_split_only(tmp_path):
+    from PIL import Image
+
+    from tools import structure_fusion_data as fd
+
+    for i in range(2):
+        Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"wall{i}.jpg")
+    train, _ = fd.split_photos("train")
+    held, _ = fd.split_photos("heldout")
+    more, _ = fd.split_photos("train", tmp_path)
+    assert [s for s, _ in more] == [s for s, _ in train] + ["wall0.jpg", "wall1.jpg"]
+    assert len(fd.split_photos("heldout", tmp_path)[0]) == len(held)  # validation never sees them

@@ -1,4 +1,4 @@
-"""Rebuild the folder of extra photos the shipped watermark map was trained with (`--extra-photos`).
+"""Rebuild the folder of extra photos the shipped watermark map and fusion heads were trained with (`--extra-photos`).
 
 40 photographs (foliage, flowers, rock, forest, water, boats, a wine cellar, a clock, a bridge) from the
 wallpapers of Debian packages, a registry this kind of machine can reach. Their long side is shrunk to 1024 px.
@@ -6,6 +6,7 @@ Needs `apt-get` and `dpkg` (run `apt-get update` first).
 
     python tools/scripts/debian_photos.py --out /tmp/photos_sel
     python tools/scripts/train_watermark_map.py --extra-photos /tmp/photos_sel ...
+    python tools/scripts/train_structure_fusion.py --extra-photos /tmp/photos_sel ...
 """
 
 from __future__ import annotations

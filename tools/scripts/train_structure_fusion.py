@@ -1,7 +1,9 @@
 """Train the structure fusion head (CNN + OCR features -> watermark, logo, text overlay); write weights and card.
 
     python tools/scripts/train_structure_fusion.py [--data /tmp/structure_fusion] [--n-train 2400]
-        [--n-val 800] [--workers 2]
+        [--n-val 800] [--workers 2] [--extra-photos /tmp/photos_sel]
+
+The shipped head was trained with `--extra-photos` (tools/scripts/debian_photos.py builds that folder).
 
 1. `tools.structure_fusion_data` renders generated samples (TRAIN photo subjects, seed 20000, 30% made-up
    backgrounds; 600 negatives with incidental lettering, seed 30000; held-out subjects, seed 10000, for
@@ -83,10 +85,10 @@ def featurize(rows: list[dict], workers: int) -> tuple[np.ndarray, list[np.ndarr
 
 def _labels_at_map_side(job: tuple[str, int, int, float, list]) -> dict:
     """Labels judged at MAP_SIDE, and which OCR lines (quads normalised to the image) lie on the watermark."""
-    split, index, seed, procedural, quads = job
-    if split not in _DETECTOR:  # once per worker process
-        _DETECTOR[split] = sd.split_photos(split)
-    photos, pages = _DETECTOR[split]
+    split, index, seed, procedural, quads, extra_photos = job
+    if (split, extra_photos) not in _DETECTOR:  # once per worker process
+        _DETECTOR[split, extra_photos] = fd.split_photos(split, extra_photos)
+    photos, pages = _DETECTOR[split, extra_photos]
     r = sd.make_record(photos, index, seed, pages, procedural, masks=True, side=MAP_SIDE)  # the same image, again
     mark = r["masks"].get("watermark")
     on_mark = [0] * len(quads)
@@ -104,19 +106,22 @@ def _quads(row: dict) -> list:
     return [np.asarray(q, np.float32).reshape(4, 2) / row["size"] for q, t, _ in row["lines"] if t and t.strip()]
 
 
-def relabel(rows: list[dict], split: str, seed: int, procedural: float, workers: int) -> None:
+def relabel(rows: list[dict], split: str, seed: int, procedural: float, workers: int,
+            extra_photos: Path | None = None) -> None:
     """Labels (and shown kinds) judged at MAP_SIDE: the map sees marks the 256-px CNN labels left out."""
     with Pool(workers) as pool:
-        new = pool.map(_labels_at_map_side, [(split, r["index"], seed, procedural, _quads(r)) for r in rows],
-                       chunksize=8)
+        new = pool.map(_labels_at_map_side,
+                       [(split, r["index"], seed, procedural, _quads(r), extra_photos) for r in rows], chunksize=8)
     for r, n in zip(rows, new):
         r.update(n)
 
 
-def dataset(data: Path, split: str, n: int, seed: int, procedural: float, workers: int, kind: str = "mixed") -> dict:
-    rows = fd.load(fd.build(data, split, n, seed, procedural, workers, kind))
+def dataset(data: Path, split: str, n: int, seed: int, procedural: float, workers: int, kind: str = "mixed",
+            extra_photos: Path | None = None) -> dict:
+    extra = extra_photos if split == "train" else None
+    rows = fd.load(fd.build(data, split, n, seed, procedural, workers, kind, extra))
     if kind == "mixed":  # incidental negatives carry no mark, whatever the size
-        relabel(rows, split, seed, procedural, workers)
+        relabel(rows, split, seed, procedural, workers, extra)
     x, line_rows = featurize(rows, workers)
     on_mark = [np.asarray(r.get("on_mark", [0] * len(lr)), np.int8) for r, lr in zip(rows, line_rows)]
     return {"x": x, "lines": np.concatenate(line_rows), "line_y": np.concatenate(on_mark),
@@ -227,7 +232,7 @@ line lies on a mark. No feature reads what the text says.
 `tools.structure_fusion_data` over `tools.structure_data` samples, each JPEG-encoded and run through
 `decode_for_analysis`, `{DEFAULT_NAME}` and the rapidocr engine exactly as stage 1 runs them, labelled by what
 shows at {MAP_SIDE} px (the size the map sees; the CNN's own labels are judged at 256 px):
-train {info['n_train']} samples (train photo subjects, seed {TRAIN_SEED}, {PROCEDURAL:.0%} made-up
+train {info['n_train']} samples (train photo subjects{info['extra']}, seed {TRAIN_SEED}, {PROCEDURAL:.0%} made-up
 backgrounds: other renders than the CNN's own training set, seed 0) plus {info['n_incidental']} negatives with
 *incidental lettering* (seed {INCIDENTAL_SEED}: 1-5 small opaque words warped onto surfaces of the photo, lit and
 blurred with it, as a brand on a tank or labels on a shelf; labelled scene text, no mark), validation
@@ -263,14 +268,15 @@ that read these columns are chosen on that calibration set (docs/benchmarks.md, 
 
 ## Limits
 
-Trained only on generated marks over 13 bundled photos and on one CJK font; its inputs include OCR, so it
+Trained only on generated marks over 13 bundled photos{info['extra_limits']}, and on one CJK font; its inputs include OCR, so it
 applies only with OCR on, and only over `{DEFAULT_NAME}` (a detector of your own needs `fusion: false` or a
 head retrained on its outputs).
 
 ## Retrain
 
 ```bash
-python tools/scripts/train_structure_fusion.py --data /tmp/structure_fusion
+python tools/scripts/debian_photos.py --out /tmp/photos_sel   # the 40 extra photos (Debian wallpaper packages)
+python tools/scripts/train_structure_fusion.py --data /tmp/structure_fusion --extra-photos /tmp/photos_sel
 ```
 """, encoding="utf-8")
 
@@ -284,11 +290,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--heads", nargs="+", choices=HEADS, default=list(EXPORTED_HEADS),
                    help="heads to ship; the others keep the CNN's probability")
+    p.add_argument("--extra-photos", type=Path, default=None,
+                   help="a folder of more train backgrounds (tools/scripts/debian_photos.py builds one)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     val = dataset(a.data, "heldout", a.n_val, VAL_SEED, 0.0, a.workers)
-    tr = dataset(a.data, "train", a.n_train, TRAIN_SEED, PROCEDURAL, a.workers)
-    inc = dataset(a.data, "train", a.n_incidental, INCIDENTAL_SEED, PROCEDURAL, a.workers, "incidental")
+    tr = dataset(a.data, "train", a.n_train, TRAIN_SEED, PROCEDURAL, a.workers, extra_photos=a.extra_photos)
+    inc = dataset(a.data, "train", a.n_incidental, INCIDENTAL_SEED, PROCEDURAL, a.workers, "incidental",
+                  a.extra_photos)
     tr = join(tr, inc)
     t0 = time.time()
     line_model, line_report = train_lines(tr, val)
@@ -299,10 +308,15 @@ def main(argv: list[str] | None = None) -> None:
     export({"on_mark": line_model}, val["lines"], LINE_FEATURES, meta | {"line_on_mark": LINE_ON_MARK},
            line_head_path(path))
     export(models, val["x"], IMAGE_FEATURES, meta, path)
+    n_extra = len(sd.photos_from_folder(a.extra_photos)) if a.extra_photos else 0
     write_card(WEIGHTS / "STRUCTURE_FUSION_CARD.md",
-               {"report": report, "lines": line_report, "n_train": len(tr["y"]) - len(inc["y"]), "n_incidental": len(inc["y"]),
-                "n_val": len(val["y"]), "train_s": train_s,
-                "size_kb": path.stat().st_size / 1e3})
+               {"report": report, "lines": line_report, "n_train": len(tr["y"]) - len(inc["y"]),
+                "n_incidental": len(inc["y"]), "n_val": len(val["y"]), "train_s": train_s,
+                "size_kb": path.stat().st_size / 1e3,
+                "extra_limits": f" and {n_extra} wallpapers" if n_extra else "",
+                "extra": (f" and the {n_extra} photos of `--extra-photos` "
+                          "(the shipped head: `tools/scripts/debian_photos.py`, Debian wallpaper packages)"
+                          if a.extra_photos else "")})
     print(json.dumps({"lines": line_report} | report, indent=1))
 
 
