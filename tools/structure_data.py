@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -926,16 +927,29 @@ def _draw_kind(rng: np.random.Generator, has_pages: bool) -> str:
     return kind
 
 
-def split_photos(split: str) -> tuple[list[tuple[str, Image.Image]], list[Image.Image]]:
-    """(subject, photo) pairs and page photos of a split: 'train' or 'heldout' (disjoint subjects)."""
+def split_photos(split: str,
+                 extra_photos: Path | None = None) -> tuple[list[tuple[str, Image.Image]], list[Image.Image]]:
+    """(subject, photo) pairs and page photos of a split: 'train' or 'heldout' (disjoint subjects).
+    `extra_photos`: a folder of more backgrounds (`photos_from_folder`), added to the train split only, so
+    that validation stays on the held-out subjects."""
     if split not in PAGE_SUBJECTS:
         raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
     held = set(HELDOUT_SUBJECTS)
     photos = [(s, p) for s, p in real_photos() if (s in held) == (split == "heldout")]
+    if extra_photos is not None and split == "train":
+        photos = photos + photos_from_folder(extra_photos)
     import skimage.data
 
     pages = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in PAGE_SUBJECTS[split]]
     return photos, pages
+
+
+def extra_photos_tag(extra_photos: Path | None) -> str:
+    """A cache-name suffix for a set drawn with `extra_photos` ("" without): the folder's full path, hashed,
+    so two folders of the same name are different sets."""
+    if extra_photos is None:
+        return ""
+    return f"-x{hashlib.sha1(str(Path(extra_photos).resolve()).encode()).hexdigest()[:10]}"
 
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

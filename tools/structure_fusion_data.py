@@ -12,7 +12,6 @@ head retrained without running OCR again (OCR is ~0.3-1 s per image on one core)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import pickle
@@ -29,20 +28,12 @@ CHUNK = 200
 _STATE: dict = {}
 
 
-def split_photos(split: str, extra_photos: Path | None = None) -> tuple[list, list]:
-    """`structure_data.split_photos`, with the photos of `extra_photos` added to the train split."""
-    photos, pages = sd.split_photos(split)
-    if extra_photos is not None and split == "train":
-        photos = photos + sd.photos_from_folder(extra_photos)
-    return photos, pages
-
-
 def _init(split: str, extra_photos: Path | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     from curation.signals.ocr import OcrSignal
     from curation.signals.structure import StructureSignal
 
-    _STATE["photos"], _STATE["pages"] = split_photos(split, extra_photos)
+    _STATE["photos"], _STATE["pages"] = sd.split_photos(split, extra_photos)
     _STATE["structure"] = StructureSignal()
     _STATE["structure"].load()
     _STATE["ocr"] = OcrSignal()
@@ -112,7 +103,7 @@ def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     extra = extra_photos if split == "train" else None
-    tag = f"-x{hashlib.sha1(str(Path(extra).resolve()).encode()).hexdigest()[:10]}" if extra else ""
+    tag = sd.extra_photos_tag(extra)
     with Pool(workers, initializer=_init, initargs=(split, extra)) as pool:
         for start in range(0, n, CHUNK):
             stop = min(n, start + CHUNK)

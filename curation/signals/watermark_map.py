@@ -91,9 +91,9 @@ def cells_under(prob: np.ndarray, quad, size: tuple[int, int]) -> np.ndarray:
     box = prob[y0:y1, x0:x1]
     ys, xs = np.mgrid[y0:y1, x0:x1] + 0.5
     inside = np.ones(box.shape, bool)
+    cx, cy = q.mean(axis=0)
     for k in range(4):  # the same side of each edge as the quad's centre (convex)
         (ax, ay), (bx, by) = q[k], q[(k + 1) % 4]
-        cx, cy = q.mean(axis=0)
         side = (bx - ax) * (ys - ay) - (by - ay) * (xs - ax)
         ref = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
         inside &= side * np.sign(ref) >= 0

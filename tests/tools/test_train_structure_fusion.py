@@ -71,12 +71,12 @@ def test_line_scores_pool_into_their_own_images_features(script):
 def test_extra_photos_join_the_train_split_only(tmp_path):
     from PIL import Image
 
-    from tools import structure_fusion_data as fd
+    from tools import structure_data as sd
 
     for i in range(2):
         Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"wall{i}.jpg")
-    train, _ = fd.split_photos("train")
-    held, _ = fd.split_photos("heldout")
-    more, _ = fd.split_photos("train", tmp_path)
+    train, _ = sd.split_photos("train")
+    held, _ = sd.split_photos("heldout")
+    more, _ = sd.split_photos("train", tmp_path)
     assert [s for s, _ in more] == [s for s, _ in train] + ["wall0.jpg", "wall1.jpg"]
-    assert len(fd.split_photos("heldout", tmp_path)[0]) == len(held)  # validation never sees them
+    assert len(sd.split_photos("heldout", tmp_path)[0]) == len(held)  # validation never sees them

@@ -11,9 +11,9 @@ The shipped head was trained with `--extra-photos` (tools/scripts/debian_photos.
    the shipped CNN's probabilities and the OCR engine's raw lines (resumable, ~0.5 s per image per core).
 2. Labels each sample by what shows at the size the head's inputs see (the watermark map's 512 px; the
    cache's labels were judged at the CNN's 256 px, where small faint marks do not count), and each OCR
-   line by whether its box lies on the watermark's drawn pixels there (at least LINE_ON_MARK of its map
-   cells). Computes `curation.signals.structure_features.image_features` and `line_features` per sample
-   (the CNN on four tiles and the watermark map too).
+   line by whether its box lies on the watermark's drawn pixels there (at least LINE_ON_MARK of the
+   pixels in its bounding box). Computes `curation.signals.structure_features.image_features` and
+   `line_features` per sample (the CNN on four tiles and the watermark map too).
 3. Fits the line head (one HistGradientBoostingClassifier over all training lines) and, on the training
    set, scores each line with a head that did not see its image (5 folds, grouped by image): the fusion
    head learns from line scores as good as those it will get on new images, not from memorised ones.
@@ -57,7 +57,7 @@ INCIDENTAL_SEED = 30_000  # negatives with lettering on things (tools.structure_
 # stage-1 calibration benchmark (bench_stage1 --seed 77) against 4 for the CNN alone; with them watermark
 # is better than the CNN there (docs/benchmarks.md), logo is not measured by any benchmark: it stays the CNN's.
 EXPORTED_HEADS = ("watermark", "text_overlay")
-LINE_ON_MARK = 0.05  # a line lies on a mark when this share of its map cells are the mark's pixels; on the
+LINE_ON_MARK = 0.05  # a line lies on a mark when this share of its bounding box is the mark's pixels; on the
 # calibration benchmark (seed 77) 0.02-0.1 gave the same, 0.15 and more fewer found marks: any line that
 # touches a mark is the mark's (OCR's box around a faint word is loose)
 LINE_FOLDS = 5
@@ -87,7 +87,7 @@ def _labels_at_map_side(job: tuple[str, int, int, float, list]) -> dict:
     """Labels judged at MAP_SIDE, and which OCR lines (quads normalised to the image) lie on the watermark."""
     split, index, seed, procedural, quads, extra_photos = job
     if (split, extra_photos) not in _DETECTOR:  # once per worker process
-        _DETECTOR[split, extra_photos] = fd.split_photos(split, extra_photos)
+        _DETECTOR[split, extra_photos] = sd.split_photos(split, extra_photos)
     photos, pages = _DETECTOR[split, extra_photos]
     r = sd.make_record(photos, index, seed, pages, procedural, masks=True, side=MAP_SIDE)  # the same image, again
     mark = r["masks"].get("watermark")
@@ -246,8 +246,8 @@ Trained in {info['train_s']:.0f} s on one CPU; {info['size_kb']:.0f} kB.
 
 ## Line head
 
-Each OCR line of the training images is labelled *on a mark* when at least {LINE_ON_MARK:.0%} of its map cells
-are pixels the watermark renderer drew (judged at {MAP_SIDE} px): {info['lines']['train_on_mark']} of
+Each OCR line of the training images is labelled *on a mark* when at least {LINE_ON_MARK:.0%} of the pixels in
+its bounding box are pixels the watermark renderer drew (judged at {MAP_SIDE} px): {info['lines']['train_on_mark']} of
 {info['lines']['train_lines']} training lines. The fusion head learns from out-of-fold line scores ({LINE_FOLDS}
 folds grouped by image; AUC {info['lines']['auc_out_of_fold']:.3f}). Validation lines: AUC
 {info['lines']['auc_val']:.3f}, precision / recall {info['lines']['precision_val']:.2f} /

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -58,9 +57,7 @@ _SPLIT: dict = {}
 
 def _init_worker(split: str, extra_photos: Path | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
-    _SPLIT["photos"], _SPLIT["pages"] = sd.split_photos(split)
-    if extra_photos and split == "train":
-        _SPLIT["photos"] = _SPLIT["photos"] + sd.photos_from_folder(extra_photos)
+    _SPLIT["photos"], _SPLIT["pages"] = sd.split_photos(split, extra_photos)
 
 
 def forced_kind(index: int, seed: int) -> str | None:
@@ -116,8 +113,7 @@ def _render(job: tuple[int, int, float, bool]) -> dict:
 
 def render_set(split: str, n: int, seed: int, procedural: float, workers: int, cache: Path | None,
                extra_photos: Path | None = None) -> list[dict]:
-    # the folder's full path, hashed: two folders of the same name are different sets
-    extra = f"-x{hashlib.sha1(str(extra_photos.resolve()).encode()).hexdigest()[:10]}" if extra_photos else ""
+    extra = sd.extra_photos_tag(extra_photos)
     key = f"{split}-n{n}-s{seed}-p{procedural}-{MAP_SIDE}-c{CLUTTER_SHARE}-i{INCIDENTAL_SHARE}{extra}.pkl"
     if cache and (cache / key).is_file():
         log.info("loaded %s from cache", key)
