@@ -14,6 +14,7 @@ head was trained on the shipped CNN's outputs, so it refuses any other detector.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -40,12 +41,22 @@ def line_head_path(fusion_path: Path) -> Path:
     return fusion_path.with_name(fusion_path.stem + ".lines.npz")
 
 
+def _read_trees(path: Path, what: str) -> BoostedTrees:
+    """Boosted trees from an .npz that `boosted_trees.export_hgb` wrote; anything else is refused with what to do
+    (numpy's own error on a stray file suggests loading it with pickle, which must not be done)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return BoostedTrees(z)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{what} {path} is not a boosted-trees file that sluice wrote ({type(e).__name__}); "
+                         f"{RETRAIN}") from None
+
+
 def load_line_head(path: Path) -> BoostedTrees:
     if not path.is_file():
         raise FileNotFoundError(f"the structure fusion head's line head is not found: {path} (it ships beside "
                                 f"the fusion head); {RETRAIN}, or set stage1.signals.structure.fusion to false")
-    with np.load(path, allow_pickle=False) as z:
-        head = BoostedTrees(z)
+    head = _read_trees(path, "line head")
     if head.features != LINE_FEATURES or len(head.heads) != 1:
         raise ValueError(f"line head {path} was trained on other features than this version of sluice computes; "
                          f"{RETRAIN}")
@@ -56,8 +67,7 @@ def load_fusion(path: Path) -> BoostedTrees:
     if not path.is_file():
         raise FileNotFoundError(f"structure fusion head not found: {path}; set stage1.signals.structure.fusion "
                                 "to false, or retrain it with tools/scripts/train_structure_fusion.py")
-    with np.load(path, allow_pickle=False) as z:
-        head = BoostedTrees(z)
+    head = _read_trees(path, "structure fusion head")
     if head.features != IMAGE_FEATURES or not set(head.heads) <= set(HEADS):
         raise ValueError(f"structure fusion head {path} was trained on other features or heads than this "
                          f"version of sluice computes; {RETRAIN}")

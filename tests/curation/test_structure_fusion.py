@@ -118,6 +118,12 @@ def test_a_head_without_its_line_head_is_refused(tmp_path):
     shutil.copy(default_fusion_path(), tmp_path / "mine.lines.npz")  # the image head where the line head belongs
     with pytest.raises(ValueError, match="line head"):
         StructureFusionSignal(StructureSignal(), path=str(tmp_path / "mine.npz")).load()
+    (tmp_path / "mine.lines.npz").write_text("not trees")  # a stray file: refused, never unpickled
+    with pytest.raises(ValueError, match="line head .* is not a boosted-trees file .*train_structure_fusion"):
+        StructureFusionSignal(StructureSignal(), path=str(tmp_path / "mine.npz")).load()
+    (tmp_path / "mine.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="structure fusion head .* is not a boosted-trees file"):
+        StructureFusionSignal(StructureSignal(), path=str(tmp_path / "mine.npz")).load()
 
 
 def test_head_trained_on_another_detector_is_refused(tmp_path):
