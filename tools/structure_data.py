@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -86,14 +87,26 @@ PAGE_WORDS = ("the of and to in is that for with as was on by this data image mo
 # ---------------------------------------------------------------- fonts
 
 
+def _text_fonts(paths) -> list[str]:
+    """Sorted .ttf/.otf files among `paths`, without math fonts (symbols, no running text)."""
+    return sorted({str(p) for p in paths if Path(p).suffix.lower() in (".ttf", ".otf") and "Math" not in Path(p).name})
+
+
 @functools.cache
 def latin_font_paths() -> tuple[str, ...]:
-    """Latin fonts fontconfig knows (sorted, so runs agree on one machine); the CJK font when none are found."""
+    """Latin fonts fontconfig knows (sorted, so runs agree on one machine); the CJK font when none are found.
+    $SLUICE_LATIN_FONT_DIR, a folder of .ttf/.otf files searched recursively, stands in for fontconfig on a
+    machine that has none (a rented GPU box): the same files give the same draws."""
     found: list[str] = []
-    if shutil.which("fc-list"):
+    folder = os.environ.get("SLUICE_LATIN_FONT_DIR")
+    if folder:
+        found = _text_fonts(Path(folder).rglob("*"))
+        if not found:
+            raise FileNotFoundError(f"SLUICE_LATIN_FONT_DIR={folder} holds no .ttf or .otf font")
+    elif shutil.which("fc-list"):
+        # fc-list prints "path: " per font; the path is what comes before the colon.
         out = subprocess.run(["fc-list", ":lang=en", "file"], capture_output=True, text=True, check=False).stdout
-        found = sorted({line.split(":")[0].strip() for line in out.splitlines()
-                        if line.strip().lower().endswith((".ttf", ".otf")) and "Math" not in line})
+        found = _text_fonts(line.split(":")[0].strip() for line in out.splitlines() if line.strip())
     cjk = cjk_font_path()
     return tuple(found) or ((cjk,) if cjk else ())
 
@@ -504,6 +517,8 @@ def caption_bar(image: Image.Image, rng: np.random.Generator) -> Image.Image:
         d.rectangle((0, y0, tl.width + 2 * x_text, y0 + bar_h), fill=_rgba(tag_colour))
         layer.alpha_composite(tl, (x_text, y0 + (bar_h - tl.height) // 2))
         x_text = tl.width + 3 * x_text
+        if w - x_text < w // 5:  # a wide tag (a bold Latin face) left no room for a headline beside it
+            return _paste(image, layer, (0, 0))
     text = _phrase(HEADLINES + SUBTITLE_ZH + SUBTITLE_EN, rng)
     path = _font_path(text, rng)
     size = min(int(bar_h * rng.uniform(0.4, 0.6)), _fit_size(text, path, (w - x_text) * 0.95))
