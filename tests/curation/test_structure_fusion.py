@@ -19,6 +19,7 @@ from curation.signals.structure_features import (IMAGE_FEATURES, LINE_FEATURES, 
                                                  line_features)
 from curation.signals.structure_fusion import (FUSION_NAME, StructureFusionSignal, default_fusion_path,  # noqa: E402
                                                line_head_path)
+from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME  # noqa: E402
 from tools import structure_data as sd  # noqa: E402
 
 SEED = 5151  # neither the CNN's (0, 10000) nor the head's (20000) training or validation seeds
@@ -101,7 +102,7 @@ def test_shipped_head_matches_this_feature_set():
         trees = BoostedTrees(z)
         meta = json.loads(str(z["meta"]))
     assert trees.features == IMAGE_FEATURES
-    assert meta["detector"] == "structure_v1" and meta["map"] == "watermark_map_v2"
+    assert meta["detector"] == "structure_v1" and meta["map"] == MAP_NAME
     assert default_fusion_path().stat().st_size < 2 * 2**20
     with np.load(line_head_path(default_fusion_path())) as z:
         lines = BoostedTrees(z)

@@ -13,7 +13,7 @@ from PIL import Image  # noqa: E402
 
 from curation.signals.analysis import decode_for_analysis  # noqa: E402
 from curation.signals.watermark_map import (  # noqa: E402
-    CELL, MAP_FEATURES, MAP_SIDE, WatermarkMap, default_map_path, map_features, map_input_size, to_map_input)
+    CELL, DEFAULT_NAME, MAP_FEATURES, MAP_SIDE, WatermarkMap, default_map_path, map_features, map_input_size, to_map_input)
 from tools import structure_data as sd  # noqa: E402
 
 SEED = 6161  # none of the map's (0, 10000) or the fusion head's training or validation seeds
@@ -173,7 +173,7 @@ def test_trainer_runs_end_to_end_with_own_photos(tmp_path):
                           "--threads", "1", "--extra-photos", str(photos), "--cache", str(tmp_path / "cache"),
                           "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    net = WatermarkMap(out / "watermark_map_v2.onnx")
+    net = WatermarkMap(out / f"{DEFAULT_NAME}.onnx")
     assert net.probabilities(Image.new("RGB", (640, 480), (128, 128, 128))).shape == (384 // CELL, 512 // CELL)
     card = (out / "WATERMARK_MAP_CARD.md").read_text(encoding="utf-8")
     assert f"the photos of `{photos}`" in card and "--extra-photos" in card and "--cache" not in card

@@ -1,7 +1,7 @@
 """Train the structure fusion head (CNN + OCR features -> watermark, logo, text overlay); write weights and card.
 
-    python tools/scripts/train_structure_fusion.py [--data /tmp/structure_fusion] [--n-train 2400]
-        [--n-val 800] [--workers 2] [--extra-photos /tmp/photos_sel]
+    python tools/scripts/train_structure_fusion.py [--data /tmp/structure_fusion] [--n-train 4800]
+        [--n-val 800] [--workers 2] [--extra-photos /tmp/photos_sel] [--features-cache DIR]
 
 The shipped head was trained with `--extra-photos` (tools/scripts/debian_photos.py builds that folder).
 
@@ -117,18 +117,30 @@ def relabel(rows: list[dict], split: str, seed: int, procedural: float, workers:
 
 
 def dataset(data: Path, split: str, n: int, seed: int, procedural: float, workers: int, kind: str = "mixed",
-            extra_photos: Path | None = None) -> dict:
+            extra_photos: Path | None = None, features_cache: Path | None = None) -> dict:
+    """Labels and features of a cached split; with `features_cache`, kept there per split, models and labelling
+    (the map and the line features cost ~0.1 s per image: a head can then be redesigned in seconds)."""
     extra = extra_photos if split == "train" else None
+    key = (f"{kind}-{split}{sd.extra_photos_tag(extra)}-n{n}-s{seed}-p{procedural}-{DEFAULT_NAME}-{MAP_NAME}"
+           f"-on{LINE_ON_MARK}-{len(IMAGE_FEATURES)}x{len(LINE_FEATURES)}.npz")
+    if features_cache and (features_cache / key).is_file():
+        with np.load(features_cache / key, allow_pickle=False) as z:
+            log.info("features of %s from %s", key, features_cache)
+            return {k: z[k] for k in z.files}
     rows = fd.load(fd.build(data, split, n, seed, procedural, workers, kind, extra))
     if kind == "mixed":  # incidental negatives carry no mark, whatever the size
         relabel(rows, split, seed, procedural, workers, extra)
     x, line_rows = featurize(rows, workers)
     on_mark = [np.asarray(r.get("on_mark", [0] * len(lr)), np.int8) for r, lr in zip(rows, line_rows)]
-    return {"x": x, "lines": np.concatenate(line_rows), "line_y": np.concatenate(on_mark),
-            "line_of": np.concatenate([np.full(len(lr), i) for i, lr in enumerate(line_rows)]).astype(np.int64),
-            "y": np.array([[r["labels"][h] for h in HEADS] for r in rows], np.int8),
-            "scene": np.array([r["labels"]["scene_text"] for r in rows], np.int8),
-            "shown": np.array([r["shown"] for r in rows])}
+    out = {"x": x, "lines": np.concatenate(line_rows), "line_y": np.concatenate(on_mark),
+           "line_of": np.concatenate([np.full(len(lr), i) for i, lr in enumerate(line_rows)]).astype(np.int64),
+           "y": np.array([[r["labels"][h] for h in HEADS] for r in rows], np.int8),
+           "scene": np.array([r["labels"]["scene_text"] for r in rows], np.int8),
+           "shown": np.array([r["shown"] for r in rows])}
+    if features_cache:
+        features_cache.mkdir(parents=True, exist_ok=True)
+        np.savez(features_cache / key, **out)
+    return out
 
 
 def metrics(y: np.ndarray, p: np.ndarray, scene: np.ndarray, thr: float = 0.5) -> dict:
@@ -268,7 +280,7 @@ that read these columns are chosen on that calibration set (docs/benchmarks.md, 
 
 ## Limits
 
-Trained only on generated marks over 13 bundled photos{info['extra_limits']}, and on one CJK font; its inputs include OCR, so it
+Trained only on generated marks over 13 bundled photos{info['extra_limits']}, Latin text in DejaVu and Liberation faces, Chinese in one CJK font; its inputs include OCR, so it
 applies only with OCR on, and only over `{DEFAULT_NAME}` (a detector of your own needs `fusion: false` or a
 head retrained on its outputs).
 
@@ -284,7 +296,7 @@ python tools/scripts/train_structure_fusion.py --data /tmp/structure_fusion --ex
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=Path("/tmp/structure_fusion"))
-    p.add_argument("--n-train", type=int, default=2400)
+    p.add_argument("--n-train", type=int, default=4800)
     p.add_argument("--n-val", type=int, default=800)
     p.add_argument("--n-incidental", type=int, default=600, help="negatives with lettering on things")
     p.add_argument("--workers", type=int, default=2)
@@ -292,12 +304,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="heads to ship; the others keep the CNN's probability")
     p.add_argument("--extra-photos", type=Path, default=None,
                    help="a folder of more train backgrounds (tools/scripts/debian_photos.py builds one)")
+    p.add_argument("--features-cache", type=Path, default=None,
+                   help="keep each split's features here (the map and line features are the slow part after OCR)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    val = dataset(a.data, "heldout", a.n_val, VAL_SEED, 0.0, a.workers)
-    tr = dataset(a.data, "train", a.n_train, TRAIN_SEED, PROCEDURAL, a.workers, extra_photos=a.extra_photos)
+    val = dataset(a.data, "heldout", a.n_val, VAL_SEED, 0.0, a.workers, features_cache=a.features_cache)
+    tr = dataset(a.data, "train", a.n_train, TRAIN_SEED, PROCEDURAL, a.workers, extra_photos=a.extra_photos,
+                 features_cache=a.features_cache)
     inc = dataset(a.data, "train", a.n_incidental, INCIDENTAL_SEED, PROCEDURAL, a.workers, "incidental",
-                  a.extra_photos)
+                  a.extra_photos, a.features_cache)
     tr = join(tr, inc)
     t0 = time.time()
     line_model, line_report = train_lines(tr, val)
