@@ -10,7 +10,7 @@
    stage 1 sees it.
 2. Trains a small CNN (patchify stem, plain 3x3 convs, avg+max pooled, three sigmoid heads) with AdamW
    and a cosine schedule, stopping at `--budget-min` minutes or `--epochs`, whichever comes first.
-3. Exports `curation/signals/weights/structure_v1.onnx` (opset 17; input "image" N x 3 x 256 x 256 RGB in
+3. Exports `curation/signals/weights/<DEFAULT_NAME>.onnx` (opset 17; input "image" N x 3 x 256 x 256 RGB in
    [0, 1]; output "probs" N x 3 sigmoid), scores the held-out set through `StructureSignal` (the ONNX model,
    as stage 1 runs it), measures one-core latency, and writes STRUCTURE_MODEL_CARD.md.
 """
@@ -335,9 +335,9 @@ def write_card(path: Path, info: dict) -> None:
     a = info["args"]
     bar = "; ".join(f"{h} {'meets it' if min(m[h]['precision'], m[h]['recall']) >= 0.9 else 'does not'} "
                     f"(P {m[h]['precision']:.2f}, R {m[h]['recall']:.2f})" for h in ("watermark", "text_overlay"))
-    text = f"""# structure_v1: watermark, logo and text-overlay detector
+    text = f"""# {DEFAULT_NAME}: watermark, logo and text-overlay detector
 
-`structure_v1.onnx` gives `s_watermark`, `s_logo` and `s_text_overlay` in stage 1 (`curation/signals/structure.py`).
+`{DEFAULT_NAME}.onnx` gives `s_watermark`, `s_logo` and `s_text_overlay` in stage 1 (`curation/signals/structure.py`).
 No published watermark/overlay model can be had offline and the published ones are English-centric, so Sluice
 trains this one itself on data it generates (DESIGN rule 9). Retrain it with the command at the end.
 
