@@ -959,6 +959,14 @@ def split_photos(split: str,
     return photos, pages
 
 
+def generator_digest(*modules) -> str:
+    """A hash of this generator's source (and of `modules` that draw on top of it, e.g. tools.clutter): part of
+    every cache name of rendered or scored samples, so a changed generator (a font fix) renders afresh
+    instead of reusing samples it no longer draws."""
+    files = [Path(__file__)] + [Path(m.__file__) for m in modules]
+    return hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()[:10]
+
+
 def extra_photos_tag(extra_photos: Path | None) -> str:
     """A cache-name suffix for a set drawn with `extra_photos` ("" without): the folder's full path, hashed,
     so two folders of the same name are different sets."""

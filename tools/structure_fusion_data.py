@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import pickle
+import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -96,6 +97,11 @@ def _incidental(job: tuple[int, int, float, str]) -> dict:
     return _sample(index, seed, split, image, labels, "incidental", "incidental", "incidental")
 
 
+def chunk_digest() -> str:
+    """The generator's digest with this module's (it draws the incidental lettering): in every chunk's name."""
+    return sd.generator_digest(sys.modules[__name__])
+
+
 def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: int,
           kind: str = "mixed", extra_photos: Path | None = None) -> list[Path]:
     """Chunks of `CHUNK` samples under `out`; a chunk already there is kept (the run can be resumed).
@@ -103,7 +109,7 @@ def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     extra = extra_photos if split == "train" else None
-    tag = sd.extra_photos_tag(extra)
+    tag = sd.extra_photos_tag(extra) + "-g" + chunk_digest()
     with Pool(workers, initializer=_init, initargs=(split, extra)) as pool:
         for start in range(0, n, CHUNK):
             stop = min(n, start + CHUNK)

@@ -475,13 +475,11 @@ def write_docs(block: str) -> None:
 
 
 def ensure_benchmark(workdir: Path, n_per_class: int, seed: int) -> Path:
-    import hashlib
-
     from tools import stage1_benchmark as sb
     from tools import structure_data as sd
 
     bench = workdir / "bench"
-    digest = hashlib.sha1(Path(sb.__file__).read_bytes() + Path(sd.__file__).read_bytes()).hexdigest()[:12]
+    digest = sd.generator_digest(sb)
     stamp = {"n_per_class": n_per_class, "seed": seed, "generator": digest}
     stamp_path = bench / "stamp.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:

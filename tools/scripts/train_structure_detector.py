@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -75,10 +74,6 @@ def _render(job: tuple[int, int, float, bool]) -> tuple:
     return x, [r["labels"][k] for k in sd.LABELS], r["shown"], dense
 
 
-def _generator_digest() -> str:
-    return hashlib.sha1(Path(sd.__file__).read_bytes()).hexdigest()[:10]
-
-
 CHUNK = 6000  # sets are rendered and cached in chunks, so a larger --n-train reuses what is there
 
 
@@ -91,7 +86,7 @@ def render_set(split: str, n: int, seed: int, procedural: float, workers: int, c
 def _render_chunk(split: str, start: int, stop: int, seed: int, procedural: float, workers: int,
                   cache: Path | None) -> dict:
     where = f"n{stop}" if start == 0 else f"i{start}-{stop}"
-    key = f"{split}-{where}-s{seed}-p{procedural}-{INPUT_SIZE}-{_generator_digest()}.npz"
+    key = f"{split}-{where}-s{seed}-p{procedural}-{INPUT_SIZE}-{sd.generator_digest()}.npz"
     if cache and (cache / key).is_file():
         z = np.load(cache / key)
         log.info("loaded %s from cache", key)

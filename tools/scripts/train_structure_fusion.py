@@ -121,7 +121,7 @@ def dataset(data: Path, split: str, n: int, seed: int, procedural: float, worker
     """Labels and features of a cached split; with `features_cache`, kept there per split, models and labelling
     (the map and the line features cost ~0.1 s per image: a head can then be redesigned in seconds)."""
     extra = extra_photos if split == "train" else None
-    key = (f"{kind}-{split}{sd.extra_photos_tag(extra)}-n{n}-s{seed}-p{procedural}-{DEFAULT_NAME}-{MAP_NAME}"
+    key = (f"{kind}-{split}{sd.extra_photos_tag(extra)}-g{fd.chunk_digest()}-n{n}-s{seed}-p{procedural}-{DEFAULT_NAME}-{MAP_NAME}"
            f"-on{LINE_ON_MARK}-{len(IMAGE_FEATURES)}x{len(LINE_FEATURES)}.npz")
     if features_cache and (features_cache / key).is_file():
         with np.load(features_cache / key, allow_pickle=False) as z:

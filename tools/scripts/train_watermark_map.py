@@ -115,8 +115,11 @@ def _render(job: tuple[int, int, float, bool]) -> dict:
 
 def render_set(split: str, n: int, seed: int, procedural: float, workers: int, cache: Path | None,
                extra_photos: Path | None = None) -> list[dict]:
+    from tools import clutter, structure_fusion_data
+
     extra = sd.extra_photos_tag(extra_photos)
-    key = f"{split}-n{n}-s{seed}-p{procedural}-{MAP_SIDE}-c{CLUTTER_SHARE}-i{INCIDENTAL_SHARE}{extra}.pkl"
+    digest = sd.generator_digest(clutter, structure_fusion_data)  # both draw on the samples (clutter, lettering)
+    key = f"{split}-n{n}-s{seed}-p{procedural}-{MAP_SIDE}-c{CLUTTER_SHARE}-i{INCIDENTAL_SHARE}{extra}-{digest}.pkl"
     if cache and (cache / key).is_file():
         log.info("loaded %s from cache", key)
         return pickle.loads((cache / key).read_bytes())
