@@ -40,6 +40,7 @@ HEADS = ("watermark", "logo", "text_overlay")  # the detector's outputs, in this
 LABELS = HEADS + ("scene_text",)  # scene_text is not a head: it marks the hard negatives
 HELDOUT_SUBJECTS = ("coffee", "rocket", "motorcycle_left", "motorcycle_right", "gravel")
 PAGE_SUBJECTS = {"train": ("page",), "heldout": ("text",)}  # skimage photos of printed text
+SPLITS = ("train", "heldout", "unseen")  # unseen: only a given folder's photos (split_photos)
 
 # ---------------------------------------------------------------- phrases (zh and en)
 
@@ -944,18 +945,26 @@ def _draw_kind(rng: np.random.Generator, has_pages: bool) -> str:
 
 def split_photos(split: str,
                  extra_photos: Path | None = None) -> tuple[list[tuple[str, Image.Image]], list[Image.Image]]:
-    """(subject, photo) pairs and page photos of a split: 'train' or 'heldout' (disjoint subjects).
+    """(subject, photo) pairs and page photos of a split: 'train' or 'heldout' (disjoint subjects), or
+    'unseen': the photos of `extra_photos` alone, none of the bundled ones (backgrounds a model trained on
+    the train split never saw; its pages are the train split's).
     `extra_photos`: a folder of more backgrounds (`photos_from_folder`), added to the train split only, so
     that validation stays on the held-out subjects."""
-    if split not in PAGE_SUBJECTS:
-        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
-    held = set(HELDOUT_SUBJECTS)
-    photos = [(s, p) for s, p in real_photos() if (s in held) == (split == "heldout")]
-    if extra_photos is not None and split == "train":
-        photos = photos + photos_from_folder(extra_photos)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if split == "unseen":
+        if extra_photos is None:
+            raise ValueError("the 'unseen' split is drawn over a folder of photos: give extra_photos")
+        photos = photos_from_folder(extra_photos)
+    else:
+        held = set(HELDOUT_SUBJECTS)
+        photos = [(s, p) for s, p in real_photos() if (s in held) == (split == "heldout")]
+        if extra_photos is not None and split == "train":
+            photos = photos + photos_from_folder(extra_photos)
     import skimage.data
 
-    pages = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in PAGE_SUBJECTS[split]]
+    pages = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+             for name in PAGE_SUBJECTS["heldout" if split == "heldout" else "train"]]
     return photos, pages
 
 

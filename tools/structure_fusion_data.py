@@ -43,7 +43,7 @@ def _init(split: str, extra_photos: Path | None = None) -> None:
 
 def jpeg_quality(seed: int, index: int, split: str) -> int:
     rng = np.random.default_rng([seed, index, 1])
-    return int(rng.integers(60, 96)) if split == "train" else int(rng.integers(75, 96))
+    return int(rng.integers(75, 96)) if split == "heldout" else int(rng.integers(60, 96))
 
 
 def raw_outputs(data: bytes, structure, ocr) -> dict:
@@ -105,10 +105,11 @@ def chunk_digest() -> str:
 def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: int,
           kind: str = "mixed", extra_photos: Path | None = None) -> list[Path]:
     """Chunks of `CHUNK` samples under `out`; a chunk already there is kept (the run can be resumed).
-    `extra_photos`: a folder of more train backgrounds (other photos: other samples, cached apart)."""
+    `extra_photos`: a folder of more train backgrounds, or the 'unseen' split's only ones (other photos:
+    other samples, cached apart)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    extra = extra_photos if split == "train" else None
+    extra = None if split == "heldout" else extra_photos
     tag = sd.extra_photos_tag(extra) + "-g" + chunk_digest()
     with Pool(workers, initializer=_init, initargs=(split, extra)) as pool:
         for start in range(0, n, CHUNK):
@@ -138,7 +139,8 @@ def load(paths) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--split", choices=["train", "heldout"], required=True)
+    p.add_argument("--split", choices=sd.SPLITS, required=True,
+                   help="unseen: over the photos of --extra-photos alone (see tools.structure_data.split_photos)")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--procedural", type=float, default=0.0)

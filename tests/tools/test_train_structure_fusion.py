@@ -80,3 +80,36 @@ def test_extra_photos_join_the_train_split_only(tmp_path):
     more, _ = sd.split_photos("train", tmp_path)
     assert [s for s, _ in more] == [s for s, _ in train] + ["wall0.jpg", "wall1.jpg"]
     assert len(sd.split_photos("heldout", tmp_path)[0]) == len(held)  # validation never sees them
+
+
+def test_unseen_split_draws_over_the_folder_alone(tmp_path):
+    """The 'unseen' split is the photos of a folder and none of the bundled ones: the heads' samples over
+    backgrounds the watermark map never learnt; without a folder it says what to give."""
+    from PIL import Image
+
+    from tools import structure_data as sd
+
+    for i in range(2):
+        Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"new{i}.jpg")
+    photos, pages = sd.split_photos("unseen", tmp_path)
+    assert [s for s, _ in photos] == ["new0.jpg", "new1.jpg"]
+    assert len(pages) == len(sd.split_photos("train")[1])  # the train split's pages, never the held-out one
+    r = sd.make_record(photos, 0, 40_000, pages)
+    assert r["subject"] in ("new0.jpg", "new1.jpg")
+    with pytest.raises(ValueError, match="extra_photos"):
+        sd.split_photos("unseen")
+    with pytest.raises(ValueError, match="train, heldout, unseen"):
+        sd.split_photos("validation")
+
+
+def test_photo_sets_are_disjoint_and_name_files_apart():
+    """The map's photos and the photos it never saw must not share a file, or the unseen set is not unseen;
+    two photos of one set must not be written to one file name."""
+    spec = importlib.util.spec_from_file_location("debian_photos", REPO / "tools" / "scripts" / "debian_photos.py")
+    photos = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(photos)
+    wallpapers, unseen = photos.SETS["wallpapers"][1], photos.SETS["unseen"][1]
+    assert not set(wallpapers) & set(unseen)
+    assert not {photos._name(p) for p in wallpapers} & {photos._name(p) for p in unseen}
+    for _, paths in photos.SETS.values():
+        assert len({photos._name(p) for p in paths}) == len(paths)

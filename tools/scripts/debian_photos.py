@@ -1,12 +1,20 @@
-"""Rebuild the folder of extra photos the shipped watermark map and fusion heads were trained with (`--extra-photos`).
+"""Rebuild the folders of extra photos the shipped watermark map and fusion heads were trained with.
 
-40 photographs (foliage, flowers, rock, forest, water, boats, a wine cellar, a clock, a bridge) from the
-wallpapers of Debian packages, a registry this kind of machine can reach. Their long side is shrunk to 1024 px.
+Two sets, from Debian packages (a registry this kind of machine can reach); long sides shrunk to 1024 px.
 Needs `apt-get` and `dpkg` (run `apt-get update` first).
 
+- `--set wallpapers` (the default): 40 photographs (foliage, flowers, rock, forest, water, boats, a wine
+  cellar, a clock, a bridge) from desktop wallpaper packages. The map and the heads train over them
+  (`--extra-photos`).
+- `--set unseen`: 33 photographs the map never saw (OpenCV's sample and tutorial photos: a street of cobbles,
+  a circuit board, aerial views, fruit, animals, faces, buildings; two more wallpapers). The fusion heads
+  train on samples drawn over them (`--unseen-photos`), so that they learn what the map does on a photo it
+  did not learn: on its own training photos it is quiet, on new ones it fires on texture.
+
     python tools/scripts/debian_photos.py --out /tmp/photos_sel
+    python tools/scripts/debian_photos.py --set unseen --out /tmp/photos_unseen
     python tools/scripts/train_watermark_map.py --extra-photos /tmp/photos_sel ...
-    python tools/scripts/train_structure_fusion.py --extra-photos /tmp/photos_sel ...
+    python tools/scripts/train_structure_fusion.py --extra-photos /tmp/photos_sel --unseen-photos /tmp/photos_unseen ...
 """
 
 from __future__ import annotations
@@ -17,10 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-PACKAGES = ("mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers", "lomiri-wallpapers-16.04",
+WALLPAPER_PACKAGES = ("mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers", "lomiri-wallpapers-16.04",
             "lomiri-wallpapers-20.04", "plasma-workspace-wallpapers")
 # photographs only: abstract art, renders with logos or lettering were left out by eye
-PHOTOS = (
+WALLPAPERS = (
     "usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg",
     "usr/share/backgrounds/Dragonfly_by_Bolly.jpg",
     "usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",
@@ -62,7 +70,31 @@ PHOTOS = (
     "usr/share/wallpapers/Volna/contents/images/5120x2880.jpg",
     "usr/share/wallpapers/summer_1am/contents/images/2560x1600.jpg",
 )
+_OPENCV = "usr/share/doc/opencv-doc/"
+# clean photographs only (no boxes, plots or side-by-side results drawn on them), picked by eye; lettering
+# that is part of the scene (a bus, a chip, a shop sign) stays: the heads must not call it a mark
+UNSEEN = tuple(_OPENCV + p for p in (
+    "examples/alphamat/input_images/plant.jpg", "examples/data/aero1.jpg", "examples/data/aero3.jpg",
+    "examples/data/aloeL.jpg", "examples/data/apple.jpg", "examples/data/baboon.jpg", "examples/data/board.jpg",
+    "examples/data/building.jpg", "examples/data/butterfly.jpg", "examples/data/ela_original.jpg",
+    "examples/data/fruits.jpg", "examples/data/home.jpg", "examples/data/leuvenA.jpg", "examples/data/messi5.jpg",
+    "examples/data/orange.jpg", "examples/data/squirrel_cls.jpg", "examples/data/stuff.jpg",
+    "examples/data/starry_night.jpg", "examples/data/rubberwhale1.png", "examples/data/smarties.png",
+    "examples/data/graf1.png", "examples/hfs/data/000.jpg", "examples/hfs/data/001.jpg",
+    "examples/hfs/data/002.jpg", "opencv4/html/handSrc.jpg", "opencv4/html/ldr_debevec.jpg",
+    "opencv4/html/pexels_double_decker_bus.jpg", "opencv4/html/retina_TreeHdr_small.jpg",
+    "opencv4/html/studentsSample_input.jpg", "opencv4/html/227943776_1.jpg", "opencv4/html/230501201_1.jpg",
+)) + ("usr/share/backgrounds/mate/nature/FreshFlower.jpg",
+      "usr/share/wallpapers/ColorfulCups/contents/images/2560x1600.jpg")
+SETS = {"wallpapers": (WALLPAPER_PACKAGES, WALLPAPERS), "unseen": (("opencv-doc", "mate-backgrounds",
+                                                                     "plasma-workspace-wallpapers"), UNSEEN)}
 LONG_SIDE = 1024
+
+
+def _name(rel: str) -> str:
+    """A flat file name: the wallpaper's folder for plasma's contents/images/WxH files, else the file's."""
+    parts = Path(rel).parts
+    return (parts[-4] + "_" + parts[-1]) if "wallpapers" in parts else Path(rel).name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,30 +102,33 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--set", choices=sorted(SETS), default="wallpapers",
+                   help="wallpapers: the map's and heads' extra photos; unseen: photos the map never saw")
     a = p.parse_args(argv)
+    packages, photos = SETS[a.set]
     a.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         debs, root = Path(tmp) / "debs", Path(tmp) / "root"
         debs.mkdir()
         try:
-            subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
+            subprocess.run(["apt-get", "download", *packages], cwd=debs, check=True)
         except (OSError, subprocess.CalledProcessError) as e:
-            sys.exit(f"could not download {', '.join(PACKAGES)} ({e}): this needs apt-get and a Debian mirror; "
+            sys.exit(f"could not download {', '.join(packages)} ({e}): this needs apt-get and a Debian mirror; "
                      "run `apt-get update` first")
         for deb in sorted(debs.glob("*.deb")):
             subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-        missing = [rel for rel in PHOTOS if not (root / rel).is_file()]
+        missing = [rel for rel in photos if not (root / rel).is_file()]
         if missing:
             sys.exit(f"{len(missing)} photos are not in these package versions (first: {missing[0]}); "
                      "the packages changed since the map was trained")
-        for rel in PHOTOS:
-            parts = Path(rel).parts
-            name = (parts[-4] + "_" + parts[-1]) if "wallpapers" in parts else Path(rel).name
+        names = [_name(rel) for rel in photos]
+        assert len(set(names)) == len(names), "two photos of the set would share a file name"
+        for rel, name in zip(photos, names):
             with Image.open(root / rel) as im:
                 im = im.convert("RGB")
                 im.thumbnail((LONG_SIDE, LONG_SIDE), Image.LANCZOS)
                 im.save(a.out / (Path(name).stem + ".jpg"), quality=93)
-    print(f"{len(PHOTOS)} photos in {a.out}")
+    print(f"{len(photos)} photos in {a.out}")
 
 
 if __name__ == "__main__":
