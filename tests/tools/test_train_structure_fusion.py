@@ -102,14 +102,38 @@ def test_unseen_split_draws_over_the_folder_alone(tmp_path):
         sd.split_photos("validation")
 
 
-def test_photo_sets_are_disjoint_and_name_files_apart():
+@pytest.fixture(scope="module")
+def photos():
+    spec = importlib.util.spec_from_file_location("debian_photos", REPO / "tools" / "scripts" / "debian_photos.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_photo_sets_are_disjoint_and_name_files_apart(photos):
     """The map's photos and the photos it never saw must not share a file, or the unseen set is not unseen;
     two photos of one set must not be written to one file name."""
-    spec = importlib.util.spec_from_file_location("debian_photos", REPO / "tools" / "scripts" / "debian_photos.py")
-    photos = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(photos)
     wallpapers, unseen = photos.SETS["wallpapers"][1], photos.SETS["unseen"][1]
     assert not set(wallpapers) & set(unseen)
     assert not {photos._name(p) for p in wallpapers} & {photos._name(p) for p in unseen}
     for _, paths in photos.SETS.values():
         assert len({photos._name(p) for p in paths}) == len(paths)
+
+
+def test_webp_pictures_are_carved_out_of_a_resource_file(photos):
+    """GCompris's photos sit inside Qt resource files among other bytes: each WebP big enough comes out whole,
+    a small one and a stray "RIFF....WEBP" that is no picture are passed over."""
+    import io
+
+    from PIL import Image
+
+    def webp(size, colour):
+        buf = io.BytesIO()
+        Image.new("RGB", size, colour).save(buf, "WEBP", quality=90)
+        return buf.getvalue()
+
+    blob = (b"qres\x00\x01" + webp((400, 320), (200, 30, 30)) + b"\x00" * 7 + webp((120, 90), (0, 0, 0))
+            + b"RIFF\x10\x00\x00\x00WEBPnot-a-picture" + webp((320, 500), (20, 200, 40)) + b"tail")
+    carved = photos.carve_webp(blob)
+    assert [im.size for im in carved] == [(400, 320), (320, 500)]
+    assert carved[1].getpixel((10, 10))[1] > 150  # the green one, decoded

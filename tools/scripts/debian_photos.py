@@ -6,10 +6,12 @@ Needs `apt-get` and `dpkg` (run `apt-get update` first).
 - `--set wallpapers` (the default): 40 photographs (foliage, flowers, rock, forest, water, boats, a wine
   cellar, a clock, a bridge) from desktop wallpaper packages. The map and the heads train over them
   (`--extra-photos`).
-- `--set unseen`: 33 photographs the map never saw (OpenCV's sample and tutorial photos: a street of cobbles,
-  a circuit board, aerial views, fruit, animals, faces, buildings; two more wallpapers). The fusion heads
-  train on samples drawn over them (`--unseen-photos`), so that they learn what the map does on a photo it
-  did not learn: on its own training photos it is quiet, on new ones it fires on texture.
+- `--set unseen`: 173 photographs the map never saw: OpenCV's sample and tutorial photos (a street of cobbles,
+  a circuit board, aerial views, fruit, faces, buildings), two more wallpapers, and the photos of seven
+  GCompris activities (animals, monuments, paintings, underwater scenes, musicians), carved out of its Qt
+  resource files. The fusion heads train on samples drawn over them (`--unseen-photos`), so that they learn
+  what the map does on a photo it did not learn: on its own training photos it is quiet, on new ones it fires
+  on texture.
 
     python tools/scripts/debian_photos.py --out /tmp/photos_sel
     python tools/scripts/debian_photos.py --set unseen --out /tmp/photos_unseen
@@ -24,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from PIL import Image
 
 WALLPAPER_PACKAGES = ("mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers", "lomiri-wallpapers-16.04",
             "lomiri-wallpapers-20.04", "plasma-workspace-wallpapers")
@@ -86,8 +90,15 @@ UNSEEN = tuple(_OPENCV + p for p in (
     "opencv4/html/studentsSample_input.jpg", "opencv4/html/227943776_1.jpg", "opencv4/html/230501201_1.jpg",
 )) + ("usr/share/backgrounds/mate/nature/FreshFlower.jpg",
       "usr/share/wallpapers/ColorfulCups/contents/images/2560x1600.jpg")
-SETS = {"wallpapers": (WALLPAPER_PACKAGES, WALLPAPERS), "unseen": (("opencv-doc", "mate-backgrounds",
-                                                                     "plasma-workspace-wallpapers"), UNSEEN)}
+# GCompris keeps its pictures in Qt resource files; these activities' WebP pictures of at least MIN_CARVED px
+# on the short side are photographs (the others are drawings, planets, letters)
+GCOMPRIS_RCC = "usr/share/gcompris-qt/rcc/"
+GCOMPRIS_ACTIVITIES = ("clickgame", "details", "erase", "explore_farm_animals", "explore_monuments",
+                       "explore_world_animals", "explore_world_music")
+GCOMPRIS_PHOTOS = 140  # what gcompris-qt-data 3.1 holds; another count means the package changed
+MIN_CARVED = 300
+SETS = {"wallpapers": (WALLPAPER_PACKAGES, WALLPAPERS),
+        "unseen": (("opencv-doc", "mate-backgrounds", "plasma-workspace-wallpapers", "gcompris-qt-data"), UNSEEN)}
 LONG_SIDE = 1024
 
 
@@ -97,9 +108,45 @@ def _name(rel: str) -> str:
     return (parts[-4] + "_" + parts[-1]) if "wallpapers" in parts else Path(rel).name
 
 
-def main(argv: list[str] | None = None) -> None:
-    from PIL import Image
+def carve_webp(data: bytes, min_side: int = MIN_CARVED) -> list:
+    """The WebP pictures stored in a Qt resource file (RIFF chunks, uncompressed: a WebP does not shrink under
+    zlib, so rcc stores it as is) with a short side of at least `min_side`, in file order."""
+    import io
+    import re
+    import struct
 
+    found = []
+    for m in re.finditer(rb"RIFF....WEBP", data, re.S):
+        size = struct.unpack("<I", data[m.start() + 4:m.start() + 8])[0] + 8
+        try:
+            with Image.open(io.BytesIO(data[m.start():m.start() + size])) as im:
+                im.load()
+                if min(im.size) >= min_side:
+                    found.append(im.convert("RGB"))
+        except (OSError, ValueError):
+            continue  # the bytes "RIFF....WEBP" inside something else
+    return found
+
+
+def _gcompris_photos(root: Path) -> list:
+    """(file name, image) of the GCompris activities' photographs."""
+    photos = []
+    for activity in GCOMPRIS_ACTIVITIES:
+        carved = carve_webp((root / GCOMPRIS_RCC / f"{activity}.rcc").read_bytes())
+        photos += [(f"gcompris_{activity}_{k:03d}.jpg", im) for k, im in enumerate(carved)]
+    if len(photos) != GCOMPRIS_PHOTOS:
+        sys.exit(f"{len(photos)} GCompris photos, not {GCOMPRIS_PHOTOS}: the package changed since the heads were "
+                 "trained")
+    return photos
+
+
+def _save(im, path: Path) -> None:
+    im = im.convert("RGB")
+    im.thumbnail((LONG_SIDE, LONG_SIDE), Image.LANCZOS)
+    im.save(path, quality=93)
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--set", choices=sorted(SETS), default="wallpapers",
@@ -125,10 +172,11 @@ def main(argv: list[str] | None = None) -> None:
         assert len(set(names)) == len(names), "two photos of the set would share a file name"
         for rel, name in zip(photos, names):
             with Image.open(root / rel) as im:
-                im = im.convert("RGB")
-                im.thumbnail((LONG_SIDE, LONG_SIDE), Image.LANCZOS)
-                im.save(a.out / (Path(name).stem + ".jpg"), quality=93)
-    print(f"{len(photos)} photos in {a.out}")
+                _save(im, a.out / (Path(name).stem + ".jpg"))
+        carved = _gcompris_photos(root) if "gcompris-qt-data" in packages else []
+        for name, im in carved:
+            _save(im, a.out / name)
+    print(f"{len(photos) + len(carved)} photos in {a.out}")
 
 
 if __name__ == "__main__":
