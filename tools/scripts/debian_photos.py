@@ -128,16 +128,17 @@ def carve_webp(data: bytes, min_side: int = MIN_CARVED) -> list:
     return found
 
 
-def _gcompris_photos(root: Path) -> list:
-    """(file name, image) of the GCompris activities' photographs."""
-    photos = []
+def _save_gcompris_photos(root: Path, out: Path) -> int:
+    """Write the GCompris activities' photographs to `out`, one activity at a time (all 140 decoded at once
+    would hold about a gigabyte); how many."""
+    n = 0
     for activity in GCOMPRIS_ACTIVITIES:
-        carved = carve_webp((root / GCOMPRIS_RCC / f"{activity}.rcc").read_bytes())
-        photos += [(f"gcompris_{activity}_{k:03d}.jpg", im) for k, im in enumerate(carved)]
-    if len(photos) != GCOMPRIS_PHOTOS:
-        sys.exit(f"{len(photos)} GCompris photos, not {GCOMPRIS_PHOTOS}: the package changed since the heads were "
-                 "trained")
-    return photos
+        for k, im in enumerate(carve_webp((root / GCOMPRIS_RCC / f"{activity}.rcc").read_bytes())):
+            _save(im, out / f"gcompris_{activity}_{k:03d}.jpg")
+            n += 1
+    if n != GCOMPRIS_PHOTOS:
+        sys.exit(f"{n} GCompris photos, not {GCOMPRIS_PHOTOS}: the package changed since the heads were trained")
+    return n
 
 
 def _save(im, path: Path) -> None:
@@ -173,10 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         for rel, name in zip(photos, names):
             with Image.open(root / rel) as im:
                 _save(im, a.out / (Path(name).stem + ".jpg"))
-        carved = _gcompris_photos(root) if "gcompris-qt-data" in packages else []
-        for name, im in carved:
-            _save(im, a.out / name)
-    print(f"{len(photos) + len(carved)} photos in {a.out}")
+        carved = _save_gcompris_photos(root, a.out) if "gcompris-qt-data" in packages else 0
+    print(f"{len(photos) + carved} photos in {a.out}")
 
 
 if __name__ == "__main__":

@@ -344,14 +344,14 @@ def main(argv: list[str] | None = None) -> None:
            line_head_path(path))
     export(models, val["x"], IMAGE_FEATURES, meta, path)
     n_extra = len(sd.photos_from_folder(a.extra_photos)) if a.extra_photos else 0
+    n_unseen_photos = len(sd.photos_from_folder(a.unseen_photos)) if n_unseen else 0
     write_card(WEIGHTS / "STRUCTURE_FUSION_CARD.md",
                {"report": report, "lines": line_report, "n_train": len(tr["y"]) - len(inc["y"]) - n_unseen,
-                "n_incidental": len(inc["y"]), "n_unseen": n_unseen,
-                "n_unseen_photos": len(sd.photos_from_folder(a.unseen_photos)) if a.unseen_photos else 0, "n_val": len(val["y"]), "train_s": train_s,
+                "n_incidental": len(inc["y"]), "n_val": len(val["y"]), "train_s": train_s,
                 "size_kb": path.stat().st_size / 1e3,
                 "extra_limits": f" and {n_extra} wallpapers" if n_extra else "",
                 "unseen": (f", plus {n_unseen} samples (seeds {UNSEEN_SEED} and {UNSEEN_INCIDENTAL_SEED}: marks and "
-                           f"incidental lettering as above) over {len(sd.photos_from_folder(a.unseen_photos))} photos "
+                           f"incidental lettering as above) over {n_unseen_photos} photos "
                            "the watermark map never saw (`--unseen-photos`, `debian_photos.py --set unseen`): on "
                            "its own training photos the map is quiet, on new ones it fires on texture, and heads "
                            "that saw only the former trusted it too much" if n_unseen else ""),
