@@ -111,6 +111,9 @@ def build(out: Path, split: str, n: int, seed: int, procedural: float, workers: 
     paths = []
     extra = None if split == "heldout" else extra_photos
     tag = sd.extra_photos_tag(extra) + "-g" + chunk_digest()
+    # the workers' initializer reads the photos; an error there (a missing or empty folder) would make the pool
+    # start new workers for ever, so the same read runs here first and fails with its own message
+    sd.split_photos(split, extra)
     with Pool(workers, initializer=_init, initargs=(split, extra)) as pool:
         for start in range(0, n, CHUNK):
             stop = min(n, start + CHUNK)

@@ -137,3 +137,26 @@ def test_webp_pictures_are_carved_out_of_a_resource_file(photos):
     carved = photos.carve_webp(blob)
     assert [im.size for im in carved] == [(400, 320), (320, 500)]
     assert carved[1].getpixel((10, 10))[1] > 150  # the green one, decoded
+
+
+def test_a_missing_photo_folder_fails_before_the_workers_start(tmp_path):
+    """The render workers read the photos in their initializer, where an error makes the pool start new workers
+    for ever: the build must fail at once with the folder's error instead of hanging."""
+    import signal
+
+    from tools import structure_fusion_data as fd
+
+    def hung(*_):
+        raise AssertionError("build hung on a missing photo folder")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with pytest.raises(FileNotFoundError, match="photo folder not found"):
+            fd.build(tmp_path / "out", "unseen", 4, 1, 0.0, 1, extra_photos=tmp_path / "missing")
+        with pytest.raises(ValueError, match="give extra_photos"):
+            fd.build(tmp_path / "out", "unseen", 4, 1, 0.0, 1)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert not list((tmp_path / "out").glob("*.pkl"))
