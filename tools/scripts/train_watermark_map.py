@@ -234,6 +234,60 @@ def build_model(widths=(24, 48, 96, 128)):
     return WatermarkMapNet()
 
 
+def init_from_onnx(model, path: Path) -> None:
+    """Start `model` from a trained map's ONNX file, to fine-tune it on CPU where a new map cannot be trained.
+
+    The export folded each BatchNorm into the conv before it (W' = W g / s, b' = beta - mean g / s). It is
+    unfolded as the same function: the conv gets W', its BatchNorm mean 0, variance 1, weight sqrt(1 + eps)
+    and bias b'. Those statistics must then stay as they are (`freeze_batchnorm`): batch statistics of the
+    first crops would replace what the map learnt from half a million of them."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from torch import nn
+
+    proto = onnx.load(str(path))
+    weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    # graph order is forward order, which is the modules' order; the contrast kernel is a fixed buffer
+    folded = [(weights[n.input[1]], weights[n.input[2]] if len(n.input) > 2 else None)
+              for n in proto.graph.node if n.op_type == "Conv" and n.input[1] in weights
+              and not n.input[1].startswith("net.contrast.")]
+    pairs, modules = [], list(model.modules())
+    for i, mod in enumerate(modules):
+        if isinstance(mod, nn.Conv2d):
+            after = modules[i + 1] if i + 1 < len(modules) else None
+            pairs.append((mod, after if isinstance(after, nn.BatchNorm2d) else None))
+    if len(folded) != len(pairs):
+        raise ValueError(f"{path} has {len(folded)} convolutions, the map built with these --widths has "
+                         f"{len(pairs)}: give the --widths it was trained with")
+    with torch.no_grad():
+        for (w, b), (conv, bn) in zip(folded, pairs):
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise ValueError(f"{path}: a convolution of shape {tuple(w.shape)} where the map built with "
+                                 f"these --widths has {tuple(conv.weight.shape)}: give the --widths it was trained with")
+            conv.weight.copy_(torch.from_numpy(np.array(w)))
+            bias = torch.from_numpy(np.array(b)) if b is not None else torch.zeros(w.shape[0])
+            if bn is None:
+                conv.bias.copy_(bias)
+                continue
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+            bn.weight.fill_(float(np.sqrt(1.0 + bn.eps)))
+            bn.bias.copy_(bias)
+    model.frozen_batchnorm = True
+
+
+def set_training(model) -> None:
+    """Train mode, except the BatchNorm statistics of a map started from a file (`init_from_onnx`)."""
+    from torch import nn
+
+    model.train()
+    if getattr(model, "frozen_batchnorm", False):
+        for mod in model.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.eval()
+
+
 def _maps(model, rows: list[dict]) -> list[np.ndarray]:
     import torch
 
@@ -284,7 +338,7 @@ def train(model, rows: list[dict], val: list[dict], args) -> dict:
         progress = min(1.0, max(step / args.max_steps, (time.time() - t0) / budget))
         if progress >= 1:
             break
-        model.train()
+        set_training(model)
         lr = warmup_cosine(args.lr, step, warmup, progress)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -471,6 +525,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--extra-photos", type=Path, default=None,
                    help="a folder of your own photos, added to the bundled training photos (more scenery the map "
                         "must not mark: machinery, foliage, gravel, crowds); the held-out set stays the bundled one")
+    p.add_argument("--init-onnx", type=Path, default=None,
+                   help="fine-tune from this trained map (an exported .onnx of the same --widths) instead of "
+                        "starting from random weights; BatchNorm statistics stay frozen. Use a lower --lr")
     p.add_argument("--out", type=Path, default=WEIGHTS)
     p.add_argument("--info", type=Path, default=None,
                    help="where to write the run's figures as JSON (default: --cache or /tmp, watermark_map_info.json)")
@@ -494,6 +551,10 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     val = render_set("heldout", args.n_val, args.seed + VAL_SEED_OFFSET, 0.0, args.workers, args.cache)
     model = build_model(tuple(args.widths))
+    if args.init_onnx:
+        init_from_onnx(model, args.init_onnx)
+        log.info("fine-tuning from %s; held out before: %s", args.init_onnx,
+                 {k: round(v, 4) for k, v in image_auc(val, _maps(model, val)).items()})
     if args.stream:
         stream = StreamingSet(args.n_train, args.seed, args.procedural, args.workers, args.extra_photos)
         stream.wait_for(min(args.n_train, 20 * args.batch))
@@ -517,7 +578,8 @@ def main(argv: list[str] | None = None) -> None:
     heldout = heldout_through_onnx(onnx_path, val)
     info = {
         "args": vars(args) | {"cache": None, "out": None,
-                              "extra_photos": str(args.extra_photos) if args.extra_photos else None},
+                              "extra_photos": str(args.extra_photos) if args.extra_photos else None,
+                              "init_onnx": str(args.init_onnx) if args.init_onnx else None},
         "arch": "A fully convolutional net over RGB plus a local-contrast-normalised luma channel (fixed weights "
                 "in the graph): 3x3 conv-BN-ReLU, two per stage, at 1/2, 1/4, 1/8 ({}, {}, {} channels), a context "
                 "stage at 1/16 ({} channels, dilations 1, 2, 4), upsampled and joined with the 1/8 features by two "
