@@ -90,9 +90,9 @@ class StructureConfig(Frozen):
     enabled: bool = True
     model: str | None = Field(None, description="null = the shipped structure_v1.onnx; a .onnx path; timm:<ckpt>")
     fusion: bool = Field(True, description="with OCR on: refine the detector's probabilities with where OCR "
-                         "found text (structure_fusion_v6 with the watermark map and its line head); false for a "
+                         "found text (structure_fusion_v7 with the watermark map and its line head); false for a "
                          "detector of your own")
-    fusion_model: str | None = Field(None, description="null = the shipped structure_fusion_v6.npz; a head of your "
+    fusion_model: str | None = Field(None, description="null = the shipped structure_fusion_v7.npz; a head of your "
                                      "own needs its <name>.lines.npz beside it")
 
 

@@ -28,7 +28,7 @@ from curation.signals.structure_features import IMAGE_FEATURES, LINE_FEATURES, i
 from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME
 from curation.signals.watermark_map import WatermarkMap
 
-FUSION_NAME = "structure_fusion_v6"
+FUSION_NAME = "structure_fusion_v7"
 RETRAIN = "retrain it with tools/scripts/train_structure_fusion.py"
 
 

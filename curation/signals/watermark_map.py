@@ -8,7 +8,7 @@ knows which pixels each mark changed, and which were scene text or an overlay), 
 stroke, not from one label per image.
 
 The fusion head (`structure_fusion.py`) turns the map into features, alone and inside the lines OCR found.
-`watermark_map_v3.onnx` ships beside this module; `tools/scripts/train_watermark_map.py` trains it
+`watermark_map_v4.onnx` ships beside this module; `tools/scripts/train_watermark_map.py` trains it
 (see weights/WATERMARK_MAP_CARD.md).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_NAME = "watermark_map_v3"
+DEFAULT_NAME = "watermark_map_v4"
 MAP_SIDE = 512  # the long side the net sees
 MULTIPLE = 16  # both sides are rounded to this (the net halves four times)
 CELL = 8  # output stride: one probability per CELL x CELL input pixels

@@ -5,8 +5,9 @@
         [--unseen-photos /tmp/photos_unseen [--n-unseen 2400] [--n-unseen-incidental 600]]
 
 The shipped head was trained with `--extra-photos` (tools/scripts/debian_photos.py builds that folder), not with
-`--unseen-photos` (samples over photos the watermark map never saw: better calibrated heads, no more marks found at
-precision 0.9; docs/benchmarks.md, stage 1).
+`--unseen-photos` (samples over photos the watermark map did not learn from; with `watermark_map_v3` and its 173
+"unseen" photos: better calibrated heads, no more marks found at precision 0.9; docs/benchmarks.md, stage 1).
+`watermark_map_v4` learnt from those 173: for it they are not unseen.
 
 1. `tools.structure_fusion_data` renders generated samples (TRAIN photo subjects, seed 20000, 30% made-up
    backgrounds; 600 negatives with incidental lettering, seed 30000; held-out subjects, seed 10000, for
@@ -56,9 +57,9 @@ log = logging.getLogger("train_structure_fusion")
 WEIGHTS = REPO / "curation" / "signals" / "weights"
 TRAIN_SEED, VAL_SEED, PROCEDURAL = 20_000, 10_000, 0.3
 INCIDENTAL_SEED = 30_000  # negatives with lettering on things (tools.structure_fusion_data.incidental_text)
-# Samples over photos the watermark map never saw (--unseen-photos): on its own training photos the map is
-# quiet (median map_max of unmarked samples 0.16), on new photos it fires on texture (0.88 on the held-out
-# subjects), so heads trained only on the map's photos trust it far too much on new ones.
+# Samples over photos the watermark map did not learn from (--unseen-photos): on its own training photos
+# watermark_map_v3 was quiet (median map_max of unmarked samples 0.16), on new photos it fired on texture (0.88
+# on the held-out subjects), so heads trained only on the map's photos trusted it far too much on new ones.
 UNSEEN_SEED, UNSEEN_INCIDENTAL_SEED = 40_000, 50_000
 # Without the incidental negatives, fused watermark and logo dropped 11 of 40 scene-text photos of the
 # stage-1 calibration benchmark (bench_stage1 --seed 77) against 4 for the CNN alone; with them watermark
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--extra-photos", type=Path, default=None,
                    help="a folder of more train backgrounds (tools/scripts/debian_photos.py builds one)")
     p.add_argument("--unseen-photos", type=Path, default=None,
-                   help="photos the watermark map never saw (debian_photos.py --set unseen): more training "
+                   help="photos the watermark map did not learn from (for watermark_map_v3: debian_photos.py --set unseen): more training "
                         "samples drawn over them alone, so the heads learn what the map does on new photos")
     p.add_argument("--n-unseen", type=int, default=2400, help="samples over --unseen-photos")
     p.add_argument("--n-unseen-incidental", type=int, default=600,
@@ -352,9 +353,9 @@ def main(argv: list[str] | None = None) -> None:
                 "extra_limits": f" and {n_extra} wallpapers" if n_extra else "",
                 "unseen": (f", plus {n_unseen} samples (seeds {UNSEEN_SEED} and {UNSEEN_INCIDENTAL_SEED}: marks and "
                            f"incidental lettering as above) over {n_unseen_photos} photos "
-                           "the watermark map never saw (`--unseen-photos`, `debian_photos.py --set unseen`): on "
-                           "its own training photos the map is quiet, on new ones it fires on texture, and heads "
-                           "that saw only the former trusted it too much" if n_unseen else ""),
+                           "the watermark map did not learn from (`--unseen-photos`): on its own training photos "
+                           "a map is quieter than on new ones, and heads that saw only the former trust it too "
+                           "much" if n_unseen else ""),
                 "extra": (f" and the {n_extra} photos of `--extra-photos` "
                           "(the shipped head: `tools/scripts/debian_photos.py`, Debian wallpaper packages)"
                           if a.extra_photos else "")})
