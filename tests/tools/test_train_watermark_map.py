@@ -95,3 +95,10 @@ def test_a_map_file_of_other_widths_is_refused_with_what_to_give(script, tmp_pat
     _, path = _tiny_exported_map(script, tmp_path)
     with pytest.raises(ValueError, match="--widths"):
         script.init_from_onnx(script.build_model((4, 6, 8, 12)), path)
+
+
+def test_a_missing_init_file_is_refused_before_any_rendering(script, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(script, "render_set", lambda *a, **k: pytest.fail("rendered before checking --init-onnx"))
+    with pytest.raises(SystemExit):
+        script.main(["--init-onnx", str(tmp_path / "nope.onnx"), "--out", str(tmp_path)])
+    assert "no such file" in capsys.readouterr().err

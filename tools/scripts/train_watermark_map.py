@@ -545,6 +545,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="train nothing: re-measure the latency of --out's model on this machine and rewrite the "
                         "card from a run's INFO_JSON (a net trained on a GPU box is served on CPUs like this one)")
     args = p.parse_args(argv)
+    if args.init_onnx and not args.init_onnx.is_file():  # before minutes of rendering, not after
+        p.error(f"--init-onnx {args.init_onnx}: no such file (an exported map, e.g. from git show "
+                "<rev>:curation/signals/weights/<name>.onnx)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.recard:
         info = json.loads(args.recard.read_text())
