@@ -97,6 +97,13 @@ def test_a_map_file_of_other_widths_is_refused_with_what_to_give(script, tmp_pat
         script.init_from_onnx(script.build_model((4, 6, 8, 12)), path)
 
 
+def test_a_file_that_is_no_onnx_model_is_named(script, tmp_path):
+    junk = tmp_path / "map.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="map.onnx is not an ONNX model"):
+        script.init_from_onnx(script.build_model((4, 6, 8, 10)), junk)
+
+
 def test_a_missing_init_file_is_refused_before_any_rendering(script, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(script, "render_set", lambda *a, **k: pytest.fail("rendered before checking --init-onnx"))
     with pytest.raises(SystemExit):

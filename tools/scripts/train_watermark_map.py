@@ -246,7 +246,10 @@ def init_from_onnx(model, path: Path) -> None:
     from onnx import numpy_helper
     from torch import nn
 
-    proto = onnx.load(str(path))
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001  (protobuf's DecodeError does not name the file)
+        raise ValueError(f"{path} is not an ONNX model ({type(e).__name__}: {e})") from e
     weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     # graph order is forward order, which is the modules' order; the contrast kernel is a fixed buffer
     folded = [(weights[n.input[1]], weights[n.input[2]] if len(n.input) > 2 else None)
@@ -259,7 +262,7 @@ def init_from_onnx(model, path: Path) -> None:
             pairs.append((mod, after if isinstance(after, nn.BatchNorm2d) else None))
     if len(folded) != len(pairs):
         raise ValueError(f"{path} has {len(folded)} convolutions, the map built with these --widths has "
-                         f"{len(pairs)}: give the --widths it was trained with")
+                         f"{len(pairs)}: it is not a watermark map, or give the --widths it was trained with")
     with torch.no_grad():
         for (w, b), (conv, bn) in zip(folded, pairs):
             if tuple(w.shape) != tuple(conv.weight.shape):
@@ -398,9 +401,7 @@ def heldout_through_onnx(path: Path, val: list[dict]) -> dict:
 FINE_TUNED = """
 
 Fine-tuned, not trained from scratch: it starts from `{init_onnx}` (`--init-onnx`; its BatchNorm statistics kept
-as they were), which learnt from the generator's marks over the bundled photos and 40 wallpapers on a GPU
-(8,682 steps of 64 crops); this run adds the photos of `--extra-photos` at a lower learning rate. On the held-out set above, the starting
-map had image AUC {before[auc_max]:.3f} (map max), {before[auc_top]:.3f} (top 1% mean) and cell AUC {before[cell_auc]:.3f}."""
+as they were) and learns from the samples above. On the held-out set above, the starting map had image AUC {before[auc_max]:.3f} (map max), {before[auc_top]:.3f} (top 1% mean) and cell AUC {before[cell_auc]:.3f}."""
 
 
 def write_card(path: Path, info: dict) -> None:
@@ -562,11 +563,12 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    val = render_set("heldout", args.n_val, args.seed + VAL_SEED_OFFSET, 0.0, args.workers, args.cache)
     model = build_model(tuple(args.widths))
+    if args.init_onnx:  # a file that is not a map of these widths fails here, before any rendering
+        init_from_onnx(model, args.init_onnx)
+    val = render_set("heldout", args.n_val, args.seed + VAL_SEED_OFFSET, 0.0, args.workers, args.cache)
     heldout_before = None
     if args.init_onnx:
-        init_from_onnx(model, args.init_onnx)
         heldout_before = image_auc(val, _maps(model, val))
         log.info("fine-tuning from %s; held out before: %s", args.init_onnx, heldout_before)
     if args.stream:
