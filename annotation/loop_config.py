@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from annotation.selection import STRATEGIES
 from annotation.tasks import IMAGE_MODES
-from annotation.templates import QUESTIONS
+from annotation.templates import DEFAULT_POSITIVE, QUESTIONS
 
 LOOP_FILE = "loop.json"
 
@@ -20,11 +20,12 @@ class LoopConfig(BaseModel):
 
     pool: str  # a stage-1/stage-2/pool table folder: ids, features (img_emb or q_/s_/ocr_ signals)
     raw: str | None = None  # where the image bytes are when the pool has no `image` column
-    template: Literal["valuable", "structure", "aesthetic", "free_labels"] = "valuable"
+    template: Literal["valuable", "structure", "aesthetic", "free_labels", "showcase"] = "valuable"
     lang: Literal["en", "zh"] = "en"
     labels: list[str] | None = None  # the choices of the free_labels template
     question: str | None = None  # the control the probe learns; default: the template's first
     positive: list[str] | None = None  # answers counted as the positive class; default: the first choice
+    # (showcase: art, photography and design, against none)
     strategy: str = "hybrid"
     batch: int = 50
     eval_size: int = 50  # a random held-out set labelled in round 1, never trained on
@@ -71,7 +72,12 @@ class LoopConfig(BaseModel):
         return QUESTIONS[self.template][question] or ()
 
     def positive_labels(self) -> list[str]:
-        return self.positive or [self.allowed(self.primary_question())[0]]
+        if self.positive:
+            return self.positive
+        default = DEFAULT_POSITIVE.get(self.template)
+        if default and self.question in (None, self.primary_question()):
+            return list(default)
+        return [self.allowed(self.primary_question())[0]]
 
     def negative_label(self) -> str | None:
         """The other answer of a two-choice question (what a negative pre-annotation says); else None."""

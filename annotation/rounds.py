@@ -145,9 +145,13 @@ def step_push(rnd: Round, cfg, pool: Pool, client) -> None:
 
 
 def _predictions(rnd: Round, cfg, pool: Pool, ids: list[str]) -> dict[str, dict]:
-    """Pre-annotations of the newest probe, when the question has two answers to show."""
+    """Pre-annotations of the newest probe, when the question has two answers to show.
+
+    A probe of several positive answers (showcase: art, photography, design) cannot say which one, so it
+    pre-annotates nothing rather than always the first.
+    """
     model, card = latest_probe(rnd.loop_dir, rnd.number)
-    negative = cfg.negative_label()
+    negative = None if len(cfg.positive_labels()) != 1 else cfg.negative_label()
     if model is None or negative is None or not ids or card["input"] != pool.spec:
         return {}
     pos = {sid: i for i, sid in enumerate(pool.ids)}

@@ -22,6 +22,10 @@ TEXT = {
         "structure_title": "Which of these are drawn on the image?", "logo": "Logo", "yes": "Yes", "no": "No",
         "aesthetic_title": "How beautiful is this image? (1 = poor, 5 = excellent)",
         "pairwise_title": "Which image is better for this caption?", "free_title": "Tick every label that applies",
+        "showcase_title": "Is this a showcase image for continue training? If so, of which kind?", "art": "Art",
+        "photography": "Photography", "design": "Design", "none": "None of these",
+        "generated_title": "Is this generated image good for its prompt?", "prompt_title": "Prompt",
+        "aesthetic_part": "Aesthetic part of the prompt", "good": "Good", "bad": "Bad",
     },
     "zh": {
         "valuable_title": "这对图文值得用于训练吗？", "keep": "保留", "drop": "丢弃",
@@ -30,6 +34,9 @@ TEXT = {
         "note": "备注（可选）", "structure_title": "图片上有以下哪些内容？", "logo": "标志/台标", "yes": "有", "no": "无",
         "aesthetic_title": "这张图片有多美？（1 = 差，5 = 极好）", "pairwise_title": "哪张图片更符合这段描述？",
         "free_title": "勾选所有适用的标签",
+        "showcase_title": "这是可用于继续训练的精选图片吗？如果是，属于哪一类？", "art": "艺术", "photography": "摄影",
+        "design": "设计", "none": "都不是", "generated_title": "对照提示词，这张生成的图片好不好？",
+        "prompt_title": "提示词", "aesthetic_part": "提示词的美学部分", "good": "好", "bad": "差",
     },
 }
 
@@ -43,7 +50,13 @@ QUESTIONS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "aesthetic": {"aesthetic": ("1", "2", "3", "4", "5")},
     "pairwise": {"preference": ("left", "right")},
     "free_labels": {"tags": ()},  # filled from the labels given
+    # human-selected high-aesthetic images for continue training (CT); `none` is the negative class
+    "showcase": {"showcase": ("art", "photography", "design", "none")},
+    # model-generated images judged against their prompt: SFT positives and negatives (annotation/generated.py)
+    "generated": {"generated": ("good", "bad")},
 }
+# The answers counted as the positive class when a loop is not told (default: the question's first answer).
+DEFAULT_POSITIVE: dict[str, tuple[str, ...]] = {"showcase": ("art", "photography", "design")}
 
 
 @dataclass(frozen=True)
