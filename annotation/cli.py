@@ -13,10 +13,15 @@ app = typer.Typer(help="Active learning with Label Studio: select, label, pull, 
                   no_args_is_help=True, pretty_exceptions_enable=False)
 server_app = typer.Typer(help="A local Label Studio (its own venv, loopback, data folder).", no_args_is_help=True)
 app.add_typer(server_app, name="server")
+generated_app = typer.Typer(help="Model-generated images labelled good or bad for their prompt (SFT negatives).",
+                            no_args_is_help=True)
+app.add_typer(generated_app, name="generated")
 
 DATA_DIR = Path("build/label-studio-data")
 UrlOpt = Annotated[Optional[str], typer.Option(help="Label Studio URL (default $LABEL_STUDIO_URL)")]
 LoopArg = Annotated[Path, typer.Argument(help="the loop folder, e.g. runs/demo/annotate")]
+ImagesOpt = Annotated[Path, typer.Option("--images", help="the generator's folder: the images and generated.jsonl")]
+ProjectOpt = Annotated[str, typer.Option(help="Label Studio project title")]
 
 
 @contextlib.contextmanager
@@ -81,7 +86,7 @@ def server_status(data_dir: Path = DATA_DIR) -> None:
 
 @app.command()
 def template(name: str, lang: str = "en", labels: Optional[str] = None) -> None:
-    """Print a labelling config (valuable, structure, aesthetic, pairwise, free_labels) in zh or en."""
+    """Print a labelling config (valuable, structure, aesthetic, pairwise, free_labels, showcase, generated)."""
     from annotation.templates import render
 
     with _errors():
@@ -166,3 +171,38 @@ def status(loop: LoopArg) -> None:
             m = h.get("metrics") or {}
             typer.echo(f"round {h['round']}: {','.join(h['done'])} | n_train={h.get('n_train')} "
                        f"accuracy={m.get('accuracy')} auc={m.get('roc_auc')} flags={h.get('flags')}")
+
+
+@generated_app.command("push")
+def generated_push(images: ImagesOpt, url: UrlOpt = None, project: ProjectOpt = "sluice generated",
+                   lang: str = "en",
+                   image_mode: Annotated[str, typer.Option(help="local (copied under --files-root) or inline")] = "local",
+                   files_root: Annotated[Optional[Path], typer.Option(help="the server's local-files root")] = None
+                   ) -> None:
+    """Create or update the project: one task per image of generated.jsonl (rerunning adds only new ones)."""
+    from annotation.client import connect
+    from annotation.generated import check_push, push_generated
+
+    with _errors():
+        check_push(images, lang, image_mode, files_root)
+        r = push_generated(images, connect(url), project, lang, image_mode, files_root)
+        typer.echo(f"project {r.project}: {r.n_records} images, {r.n_created} new tasks, {r.n_existing} already "
+                   f"there, {len(r.problems)} lines not pushed")
+        for p in r.problems:
+            typer.echo(f"not pushed: {p.message()}", err=True)
+
+
+@generated_app.command("pull")
+def generated_pull(images: ImagesOpt, url: UrlOpt = None, project: ProjectOpt = "sluice generated",
+                   out: Annotated[Optional[Path], typer.Option(help="labels table folder (default <images>/labels)")]
+                   = None) -> None:
+    """Write the labels table: good/bad per annotation (task "generated"), flagged rows for what was not pushed."""
+    from annotation.client import connect
+    from annotation.generated import find_folder, pull_generated
+
+    with _errors():
+        find_folder(images)
+        r = pull_generated(images, connect(url), project, out)
+        counts = " ".join(f"{k}={v}" for k, v in sorted(r.counts.items()))
+        typer.echo(f"{r.path}: {r.n_lines} lines, {r.n_labelled} labelled, {r.n_waiting} waiting for "
+                   f"annotators, {r.n_not_pushed} not pushed; rows: {counts or 'none'}")

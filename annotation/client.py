@@ -64,11 +64,20 @@ class Client:
         with api_errors(self.url, doing):
             return fn(*args, **kwargs)
 
+    def find_project(self, title: str) -> int | None:
+        """The id of the project titled exactly `title`, or None."""
+        found = self.call("listing projects",
+                          lambda: [p.id for p in self.sdk.projects.list(title=title) if p.title == title])
+        return found[0] if found else None
+
+    def label_config(self, project: int) -> str:
+        return self.call("reading a project", lambda: self.sdk.projects.get(id=project).label_config or "")
+
     def project(self, title: str, label_config: str, description: str = "") -> int:
         """The id of the project titled `title`, created with `label_config` when there is none."""
-        found = self.call("listing projects", lambda: [p.id for p in self.sdk.projects.list(title=title)])
-        if found:
-            return found[0]
+        found = self.find_project(title)
+        if found is not None:
+            return found
         p = self.call("creating a project", self.sdk.projects.create, title=title, label_config=label_config,
                       description=description)
         return p.id

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import secrets
 from pathlib import Path
@@ -48,6 +50,40 @@ def make_pool(folder: Path, n: int = 240, seed: int = 0, n_errors: int = 4) -> d
 @pytest.fixture(scope="session")
 def pool_maker():
     return make_pool
+
+
+def record_id(i: int) -> str:
+    return hashlib.md5(f"gen-{i}".encode()).hexdigest()  # 32 hex characters, as the contract says
+
+
+def png(colour: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_generated(folder: Path, n: int = 6, extra_lines: list[str] = ()) -> list[dict]:
+    """A folder as the trainer's generator writes it: n good records (images written), then `extra_lines`.
+
+    Returns the good records.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        rec = {"id": record_id(i), "file": f"img_{i:03d}.png", "prompt": f"a red circle {i} / 一个红色的圆",
+               "aesthetic": "soft light" if i % 2 else "", "seed": 1000 + i, "model": "toy-dit@step200"}
+        (folder / rec["file"]).write_bytes(png((40 * i % 255, 100, 200)))
+        records.append(rec)
+    lines = [json.dumps(r, ensure_ascii=False) for r in records] + list(extra_lines)
+    (folder / "generated.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return records
+
+
+@pytest.fixture(scope="session")
+def generated_maker():
+    return write_generated
 
 
 @pytest.fixture(scope="session")
