@@ -29,15 +29,29 @@ COLOURS = {"red": ((220, 30, 30), "红色"), "green": ((30, 170, 40), "绿色"),
            "yellow": ((235, 200, 20), "黄色")}
 SHAPES = {"circle": "圆", "square": "正方形", "triangle": "三角形"}
 WORDS = ("CAT", "SUN", "山", "水")
+# The toy world's one aesthetic attribute (post-training checks): a soft, warm light falling off towards the
+# corners, or the flat white background. Its names are the opposing label pair that VMix learns from.
+LIGHTS = {"soft": {"en": "soft light", "zh": "柔光"}, "flat": {"en": "flat light", "zh": "平光"}}
 
 
 def caption(colour: str, shape: str, lang: str) -> str:
     return f"一个{COLOURS[colour][1]}的{SHAPES[shape]}" if lang == "zh" else f"a {colour} {shape}"
 
 
-def draw_shape(colour: str, shape: str, size: int, rng: random.Random) -> Image.Image:
+def soft_light(size: int, bg: tuple[int, int, int]) -> Image.Image:
+    """The `bg` colour at the centre, falling off quadratically to a dim warm brown in the corners."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    r2 = ((xx - size / 2) ** 2 + (yy - size / 2) ** 2) / (size ** 2 / 2)  # 0 at the centre, 1 in the corners
+    dim = np.array([120, 85, 50], dtype=np.float32)
+    arr = np.asarray(bg, dtype=np.float32)[None, None] * (1 - r2[..., None]) + dim * r2[..., None]
+    return Image.fromarray(arr.round().clip(0, 255).astype(np.uint8))
+
+
+def draw_shape(colour: str, shape: str, size: int, rng: random.Random, light: str = "flat") -> Image.Image:
     bg = tuple(rng.randint(235, 255) for _ in range(3))
-    im = Image.new("RGB", (size, size), bg)
+    im = Image.new("RGB", (size, size), bg) if light == "flat" else soft_light(size, bg)
     d = ImageDraw.Draw(im)
     r = rng.uniform(0.28, 0.4) * size
     cx, cy = size / 2 + rng.uniform(-0.08, 0.08) * size, size / 2 + rng.uniform(-0.08, 0.08) * size
@@ -63,22 +77,32 @@ def draw_word(word: str, size: int, rng: random.Random) -> Image.Image:
     return im
 
 
-def make_samples(n: int, size: int = 32, seed: int = 0, word_share: float = 0.15) -> list[tuple[Image.Image, dict]]:
-    """n (image, export-format json) pairs; every choice is a function of the seed."""
+def make_samples(n: int, size: int = 32, seed: int = 0, word_share: float = 0.15, soft_share: float = 0.0,
+                 aesthetic_captions: bool = False) -> list[tuple[Image.Image, dict]]:
+    """n (image, export-format json) pairs; every choice is a function of the seed.
+
+    `soft_share` of the shapes get the soft light (drawn from its own hash, so that the rest of a seed's
+    samples stay as they were); `aesthetic_captions` adds the `aesthetic` caption style naming the light.
+    """
     rng = random.Random(seed)
     out = []
     for i in range(n):
         key = hashlib.sha1(f"{seed}:{i}".encode()).hexdigest()[:32]
+        light = "soft" if random.Random(f"light:{seed}:{i}").random() < soft_share else "flat"
         if rng.random() < word_share:
             w = rng.choice(WORDS)
             im, caps, label = draw_word(w, size, rng), {"zh": f"写着“{w}”的图片", "en": f'the word "{w}"'}, {"word": w}
+            light = "flat"
         else:
             c, s = rng.choice(sorted(COLOURS)), rng.choice(sorted(SHAPES))
-            im, caps, label = draw_shape(c, s, size, rng), {l: caption(c, s, l) for l in ("zh", "en")}, \
+            im, caps, label = draw_shape(c, s, size, rng, light), {l: caption(c, s, l) for l in ("zh", "en")}, \
                 {"colour": c, "shape": s}
+        captions, styles = {"short": caps}, ["short_en", "short_zh"]
+        if aesthetic_captions:
+            captions["aesthetic"], styles = dict(LIGHTS[light]), sorted(styles + ["aesthetic_en", "aesthetic_zh"])
         meta = {"id": key, "key": key, "source": "toy_shapes", "uri": f"toy://{seed}/{i}", "width": size,
-                "height": size, "aspect_bucket": f"{size}x{size}", "captions": {"short": caps},
-                "styles": ["short_en", "short_zh"], "signals": {}, "tags": [], "cluster_path": [], "toy": label}
+                "height": size, "aspect_bucket": f"{size}x{size}", "captions": captions, "styles": styles,
+                "signals": {}, "tags": [], "cluster_path": [], "toy": {**label, "light": light}}
         out.append((im, meta))
     return out
 
@@ -134,12 +158,12 @@ def build_tiny_llm(out: Path, corpus: list[str] | None = None, hidden: int = 64,
     return Path(out)
 
 
-def _judge_net(size: int):
+def _judge_net(size: int, outputs: int = len(COLOURS) + len(SHAPES)):
     from torch import nn
 
     return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * (size // 4) ** 2, 64), nn.ReLU(),
-                         nn.Linear(64, len(COLOURS) + len(SHAPES)))
+                         nn.Linear(64, outputs))
 
 
 def to_tensor(images: list[Image.Image]):
@@ -180,6 +204,48 @@ def judge(net, images: list[Image.Image]) -> list[tuple[str, str]]:
         out = net(to_tensor(images))
     return [(sorted(COLOURS)[c], sorted(SHAPES)[s]) for c, s in
             zip(out[:, :len(COLOURS)].argmax(1).tolist(), out[:, len(COLOURS):].argmax(1).tolist())]
+
+
+def train_light_reward(n: int = 2000, size: int = 32, seed: int = 321, epochs: int = 3):
+    """A learned reward model for the light (P(soft)), trained on fresh shapes: it labels generated images good
+    or bad in the SFT loop, where Label Studio annotators would. The analytic `judge_light` grades the result."""
+    import torch
+
+    torch.manual_seed(seed)
+    data = make_samples(n, size, seed, word_share=0.0, soft_share=0.5)
+    x = to_tensor([im for im, _ in data])
+    y = torch.tensor([float(m["toy"]["light"] == "soft") for _, m in data])
+    net = _judge_net(size, 1)
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(n).split(64):
+            out = net(x[idx] + 0.1 * torch.randn_like(x[idx]))[:, 0]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(out, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+def light_reward(net, images: list[Image.Image]) -> list[float]:
+    """P(soft light) per image from `train_light_reward`'s model."""
+    import torch
+
+    with torch.no_grad():
+        return torch.sigmoid(net(to_tensor(images))[:, 0]).tolist()
+
+
+def corner_luminance(image: Image.Image) -> float:
+    """Median over the four corners of the mean luminance of a 3x3 patch (the median: a shape may reach one)."""
+    import numpy as np
+
+    a = np.asarray(image.convert("L"), dtype=np.float32)
+    return float(np.median([a[:3, :3].mean(), a[:3, -3:].mean(), a[-3:, :3].mean(), a[-3:, -3:].mean()]))
+
+
+def judge_light(images: list[Image.Image], threshold: float = 195.0) -> list[str]:
+    """"soft" or "flat" per image, from how dark its corners are (flat backgrounds are >= 235, soft ones ~100)."""
+    return ["soft" if corner_luminance(im) < threshold else "flat" for im in images]
 
 
 def main() -> None:

@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4000, help="synthetic samples")
     ap.add_argument("--seeds", type=int, default=3, help="samples per prompt when judging")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--soft-share", type=float, default=0.0,
+                    help="share of shapes drawn in the soft light, never named in captions (a base for train_toy_sft)")
     a = ap.parse_args()
 
     import torch
@@ -93,7 +95,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     if not (a.out / "export" / "_SUCCESS").exists():
-        write_shards(make_samples(a.n, 32, seed=0), a.out / "export", shard_size=500)
+        write_shards(make_samples(a.n, 32, seed=0, soft_share=a.soft_share), a.out / "export", shard_size=500)
     if not (a.out / "llm" / "config.json").exists():
         build_tiny_llm(a.out / "llm", hidden=64)
     trainer = Trainer(TrainConfig.model_validate(config(a.out, a.steps, a.batch, a.lr)))
@@ -105,7 +107,7 @@ def main() -> None:
     train_s = time.time() - start
     trainer.export()
     result = {"steps": trainer.step, "steps_this_run": trainer.step - first_step, "train_seconds": round(train_s),
-              "batch": a.batch, "threads": a.threads, "cpu": cpu_model(), "vae": trainer.vae.kind,
+              "batch": a.batch, "threads": a.threads, "soft_share": a.soft_share, "cpu": cpu_model(), "vae": trainer.vae.kind,
               "judge_clean_accuracy": judge_sanity(), "judged": judge_samples(trainer, a.seeds)}
     result["pass"] = all(v["both"] >= 0.8 for v in result["judged"].values())
     (a.out / "toy_result.json").write_text(json.dumps(result, indent=1))
