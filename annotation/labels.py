@@ -100,13 +100,9 @@ def labels_frame(tasks: list[dict], questions: dict, primary: str, users: dict[i
 
 def training_labels(df: pd.DataFrame, question: str) -> dict[str, str]:
     """One answer per sample for `question`: clean answers, or a strict majority of conflicting ones."""
-    sub = df[(df["task"] == question) & (df["flag"].isna() | (df["flag"] == "conflict"))]
-    out = {}
-    for sid, labels in sub.groupby("id")["label"]:
-        (top, k), = Counter(labels).most_common(1)
-        if k * 2 > len(labels) or len(labels) == 1:
-            out[sid] = top
-    return out
+    from tools.tables import majority_labels
+
+    return majority_labels(df, question)
 
 
 def write_labels(df: pd.DataFrame, path: Path) -> Path:

@@ -35,3 +35,23 @@ def sample_rows(dataset: ds.Dataset, n: int, columns: list[str] | None = None, w
     """The first `n` rows (optionally filtered), reading as little as possible."""
     scanner = dataset.scanner(columns=columns, filter=where)
     return scanner.head(n)
+
+
+def majority_labels(df, task: str) -> dict[str, str]:
+    """One answer per sample for `task` from a `labels` table (pandas): clean answers, or a strict majority of
+    conflicting ones; skipped, empty and unknown answers count for nothing."""
+    from collections import Counter
+
+    sub = df[(df["task"] == task) & (df["flag"].isna() | (df["flag"] == "conflict"))]
+    out = {}
+    for sid, labels in sub.groupby("id")["label"]:
+        (top, k), = Counter(labels).most_common(1)
+        if k * 2 > len(labels) or len(labels) == 1:
+            out[sid] = top
+    return out
+
+
+def read_majority_labels(path: str | Path, task: str) -> dict[str, str]:
+    """`majority_labels` of the labels table at `path` (checked to be one)."""
+    df = open_table(path, expected="labels").to_table(columns=["id", "task", "label", "flag"]).to_pandas()
+    return majority_labels(df, task)

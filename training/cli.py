@@ -32,7 +32,7 @@ def train(config: ConfigOpt = None, overrides: SetOpt = None, verbose: VerboseOp
 
     try:
         cfg = load_train_config(config, overrides or [])
-        typer.echo(f"pipeline: {run_training(cfg)}")
+        typer.echo(f"saved: {run_training(cfg)}")  # a pipeline folder, or an adapter folder over the base
     except (ConfigError, FileNotFoundError, ValueError) as e:
         _fail(e)
 
@@ -40,25 +40,50 @@ def train(config: ConfigOpt = None, overrides: SetOpt = None, verbose: VerboseOp
 @app.command()
 def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeline folder written by `sluice train`")],
              prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="a prompt in zh or en; repeatable")],
-             out: Annotated[Path, typer.Option("--out", "-o", help="folder for the PNGs")] = Path("samples"),
+             out: Annotated[Path, typer.Option("--out", "-o", help="folder for the PNGs and generated.jsonl")] = Path("samples"),
+             adapter: Annotated[Optional[Path], typer.Option(help="an adapter folder (LoRA/VMix) trained over --model")] = None,
+             aesthetic: Annotated[Optional[str], typer.Option(
+                 help="the aesthetic part of every prompt, e.g. 'soft light' (needs a VMix --adapter)")] = None,
              width: Annotated[int, typer.Option(help="pixels")] = 256,
              height: Annotated[int, typer.Option(help="pixels")] = 256,
              steps: Annotated[int, typer.Option(help="Euler steps")] = 30,
              cfg_scale: Annotated[float, typer.Option("--cfg", help="classifier-free guidance scale")] = 3.0,
              seed: Annotated[int, typer.Option(help="noise seed")] = 0,
              device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default cuda if present")] = None) -> None:
-    """Prompt -> image with the flow-matching Euler sampler, CFG and the training shift."""
+    """Prompt -> image with the flow-matching Euler sampler, CFG and the training shift.
+
+    Writes <out>/<id>.png and a line per image in <out>/generated.jsonl (id, file, prompt, aesthetic, seed,
+    model): the folder `sluice annotate generated push` labels and `sluice pairs` pairs."""
     from tools.deps import require
 
     torch = require("torch", "train")
+    from training.data.preference import write_generated
     from training.pipeline import Pipeline
 
+    prompts = list(prompt)
+    aesthetics = [aesthetic or ""] * len(prompts)
     try:
-        pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        images = pipe(list(prompt), width, height, steps, cfg_scale, seed)
+        pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"), adapter)
+        images = pipe(prompts, width, height, steps, cfg_scale, seed, aesthetics if aesthetic else None)
     except (FileNotFoundError, ValueError) as e:
         _fail(e)
-    out.mkdir(parents=True, exist_ok=True)
-    for i, im in enumerate(images):
-        im.save(out / f"{i:03d}.png")
-    typer.echo(f"{len(images)} images in {out}")
+    name = f"{model}" + (f"+{adapter}" if adapter else "")
+    start = sum(1 for _ in open(out / "generated.jsonl")) if (out / "generated.jsonl").is_file() else 0
+    write_generated(out, images, prompts, aesthetics, seed, name, start)
+    typer.echo(f"{len(images)} images in {out} (listed in {out / 'generated.jsonl'})")
+
+
+@app.command()
+def pairs(generated: Annotated[Path, typer.Option(help="a folder written by `sluice generate`")],
+          labels: Annotated[Path, typer.Option(help="its labels table (`sluice annotate generated pull`)")],
+          out: Annotated[Path, typer.Option("--out", "-o", help="folder for the preference shards")],
+          task: Annotated[str, typer.Option(help="the labels' task")] = "generated") -> None:
+    """Pair bad generated images with good ones of the same prompt, as preference shards for SFT's DPO term
+    (a data source like any export: data.sources.<name>.path=OUT)."""
+    from training.data.preference import build_pairs, verdicts_from_labels
+
+    try:
+        counts = build_pairs(generated, verdicts_from_labels(labels, task), out)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    typer.echo(f"{counts['pairs']} pairs in {out}: {counts} (each record's outcome in {out / 'pairs.jsonl'})")

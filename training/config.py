@@ -1,6 +1,8 @@
 """Training config as validated data (frozen pydantic models; YAML files are instances, `--set a.b=c` overrides).
 
-One config shape serves every stage: a stage is a YAML file, not a copied script.
+One config shape serves every stage: a stage is a YAML file, not a copied script. What differs between
+pre-training, continue training (CT) and SFT is data (sources, filters, weights), the objective's terms
+(`objective.terms`) and what trains (`stage`: the base in full, LoRA or frozen; the conditioner; a VMix adapter).
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tools.config import Frozen, apply_override, read_yaml, validate
 
@@ -16,7 +18,12 @@ from tools.config import Frozen, apply_override, read_yaml, validate
 class ModelConfig(Frozen):
     preset: str = "debug"  # training/models/dit.py PRESETS: debug, toy, 2b, 8b
     overrides: dict[str, float | int | str] = Field(default_factory=dict)  # DiT constructor args over the preset
-    init_from: str | None = None  # a saved DiT folder (diffusers format) to start from
+    # A pipeline folder written by `sluice train` (DiT, trained conditioner, text/VAE config) or a bare DiT folder
+    # (diffusers format) to start from. A pipeline also supplies `text` and `vae` when the config leaves them out.
+    init_from: str | None = None
+    # An adapter folder (LoRA/VMix) written by an earlier stage over the same base: this stage goes on training
+    # it (e.g. SFT round 2, with model-generated negatives, from round 1's adapter). Its shape must match `stage`.
+    adapter_from: str | None = None
 
 
 class GlyphConfig(Frozen):
@@ -41,9 +48,22 @@ class TextConfig(Frozen):
     drop_glyph: float = Field(0.1, ge=0, le=1)  # CFG dropout: glyph text -> none
 
 
+class LabelSelect(Frozen):
+    """Keep the samples whose clean label for `task` (the majority where annotators disagree) is one of `keep`."""
+
+    path: str  # a `labels` table (Parquet file or folder) pulled from Label Studio by `sluice annotate`
+    task: str = "showcase"
+    keep: list[str] = Field(min_length=1)
+
+
 class SourceConfig(Frozen):
     path: str  # an export folder, a .tar, or a glob of tars
     weight: float = Field(1.0, gt=0)
+    # Filters over each sample's json; a sample that fails one is passed over (and counted), so `weight` is the
+    # share of the filtered stream. Signals are the export's `signals` (docs/export-format.md).
+    min_signals: dict[str, float] = Field(default_factory=dict)  # e.g. {aesthetic: 5.5}: signal >= value
+    signal_in: dict[str, list[str]] = Field(default_factory=dict)  # e.g. {tier: [A, B]}: signal is one of them
+    labels: LabelSelect | None = None  # human-selected: only samples labelled so in Label Studio
 
 
 class DataConfig(Frozen):
@@ -76,13 +96,65 @@ class VAEConfig(Frozen):
     cache_dir: str | None = None  # latents cached here when set
 
 
+class DPOConfig(Frozen):
+    # Diffusion-DPO's beta: how far from the reference the preference may pull (larger: stronger, less
+    # anchored). On a per-element mean squared velocity error; SD used 5000 on eps-MSE.
+    beta: float = Field(1000.0, gt=0)
+
+
 class ObjectiveConfig(Frozen):
+    # The loss is the weighted sum of these terms (training/objectives: flow_matching, diffusion_dpo).
+    terms: dict[str, float] = Field(default_factory=lambda: {"flow_matching": 1.0})
     timesteps: Literal["logit_normal", "uniform", "mode"] = "logit_normal"
     logit_mean: float = 0.0
     logit_std: float = 1.0
     base_shift: float = Field(1.0, gt=0)  # shift at ref_tokens; grows as sqrt(tokens / ref_tokens)
     ref_tokens: int = Field(256, ge=1)
     t_buckets: int = Field(4, ge=1)
+    dpo: DPOConfig = DPOConfig()
+
+    @field_validator("terms")
+    @classmethod
+    def _known_terms(cls, v):
+        from training.objectives import TERMS
+
+        unknown = sorted(set(v) - set(TERMS))
+        if unknown or not v:
+            raise ValueError(f"unknown objective terms {unknown}; choose from {sorted(TERMS)}, e.g. "
+                             "{flow_matching: 1.0}")
+        return v
+
+
+class LoRAConfig(Frozen):
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(8.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # DiT module names (or their last parts) that get LoRA: the attention and MLP projections of both block kinds
+    targets: list[str] = Field(default_factory=lambda: ["qkv", "proj_img", "proj_txt", "mlp_img.0", "mlp_img.2",
+                                                        "mlp_txt.0", "mlp_txt.2", "lin1", "lin2"], min_length=1)
+
+
+class LabelPair(Frozen):
+    """One opposing aesthetic label pair; each side by its names in any language (all are embedded)."""
+
+    positive: list[str] = Field(min_length=1)  # e.g. ["soft light", "柔光"]
+    negative: list[str] = Field(min_length=1)  # e.g. ["flat light", "平光"]
+
+
+class VMixConfig(Frozen):
+    pairs: list[LabelPair] = Field(min_length=1)
+    drop: float = Field(0.1, ge=0, le=1)  # CFG dropout of the aesthetic part (then the adapter is off)
+    hidden: int | None = None  # width of the label features; None: the DiT width
+
+
+class StageConfig(Frozen):
+    """What trains in this stage, and how the result is saved (a pipeline when the base trains, an adapter else)."""
+
+    name: str = "pretrain"
+    base: Literal["full", "lora", "frozen"] = "full"  # the DiT: all weights, LoRA on `lora.targets`, or none
+    conditioner: Literal["train", "frozen"] = "train"  # the text refiner, glyph mapper, type embeddings
+    lora: LoRAConfig = LoRAConfig()
+    vmix: VMixConfig | None = None  # an aesthetic adapter (training/models/adapters.py); trains when set
 
 
 class OptimConfig(Frozen):
@@ -102,6 +174,7 @@ class RunConfig(Frozen):
     ckpt_every: int = 0  # 0: only at the end
     sample_every: int = 0  # 0: only at the end
     sample_prompts: list[str] = Field(default_factory=lambda: ["一个红色的圆", "a red circle"])
+    sample_aesthetics: list[str] = Field(default_factory=list)  # VMix stages: each prompt under each of these
     sample_steps: int = 20
     cfg_scale: float = 3.0
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -115,16 +188,59 @@ class RunConfig(Frozen):
 
 class TrainConfig(Frozen):
     model: ModelConfig = ModelConfig()
-    text: TextConfig
+    text: TextConfig | None = None  # None: from model.init_from's pipeline
     data: DataConfig
-    vae: VAEConfig = VAEConfig()
+    vae: VAEConfig | None = None  # None: from model.init_from's pipeline, else pixel space
     objective: ObjectiveConfig = ObjectiveConfig()
     optim: OptimConfig = OptimConfig()
     run: RunConfig = RunConfig()
+    stage: StageConfig = StageConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.text is None and not self.model.init_from:
+            raise ValueError("text: give the text encoder (text.llm=<causal LM folder or hub id>) or start from a "
+                             "pipeline with model.init_from=<pipeline folder>")
+        if self.stage.base != "full" and not self.model.init_from:
+            raise ValueError(f"stage.base={self.stage.base} trains on top of a base model: give it with "
+                             "model.init_from=<pipeline folder written by sluice train>")
+        if "diffusion_dpo" in self.objective.terms and self.stage.conditioner == "train":
+            raise ValueError("objective.terms.diffusion_dpo compares with the frozen model the stage starts from, "
+                             "which shares the conditioner: freeze it (stage.conditioner=frozen)")
+        return self
 
 
 def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
     data = read_yaml(path) if path else {}
     for o in overrides:
         data = apply_override(data, o)
-    return validate(TrainConfig, data, where=f"training config ({path or '--set only'})")
+    return resolve_base(validate(TrainConfig, data, where=f"training config ({path or '--set only'})"))
+
+
+def read_pipeline_meta(folder: str | Path) -> dict | None:
+    """pipeline.json of a pipeline folder, None for another folder (e.g. a bare DiT)."""
+    import json
+
+    meta = Path(folder) / "pipeline.json"
+    return json.loads(meta.read_text()) if meta.is_file() else None
+
+
+def resolve_base(cfg: TrainConfig) -> TrainConfig:
+    """Fill `text` and `vae` from model.init_from's pipeline where the config leaves them out; refuse a
+    config whose text encoder differs from the one the base was trained with (its conditioner would not fit)."""
+    from tools.config import ConfigError
+
+    meta = read_pipeline_meta(cfg.model.init_from) if cfg.model.init_from else None
+    if cfg.model.init_from and not Path(cfg.model.init_from).is_dir():
+        raise ConfigError(f"model.init_from: {cfg.model.init_from} is not a folder; give the `pipeline` folder "
+                          "that `sluice train` writes into its run.out_dir")
+    if meta is None:
+        if cfg.text is None:
+            raise ConfigError(f"model.init_from: {cfg.model.init_from} has no pipeline.json, so give text.llm too")
+        return cfg if cfg.vae else cfg.model_copy(update={"vae": VAEConfig()})
+    text, vae = TextConfig(**meta["text"]), VAEConfig(**meta["vae"])
+    if cfg.text is not None and cfg.text != text:
+        diff = sorted(k for k in TextConfig.model_fields if getattr(cfg.text, k) != getattr(text, k))
+        raise ConfigError(f"text: differs from the base pipeline {cfg.model.init_from} in {diff}; leave `text` "
+                          "out to use the base's, or start from a base trained with this text encoder")
+    return cfg.model_copy(update={"text": text, "vae": cfg.vae or vae})

@@ -43,3 +43,42 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _base_config(toy_export, tiny_llm, out_dir) -> dict:
+    return {
+        "model": {"preset": "debug"},
+        "text": {"llm": str(tiny_llm), "refiner_layers": 1, "glyph": {"t5": {"d_model": 32, "d_kv": 8, "d_ff": 64,
+                                                                             "num_layers": 1, "num_heads": 4}}},
+        "data": {"sources": {"toy": {"path": str(toy_export)}}, "batch_size": 4},
+        "vae": {"path": "pixel"},
+        "optim": {"lr": 3e-3},
+        "run": {"out_dir": str(out_dir), "steps": 16, "log_every": 100, "sample_steps": 2},
+    }
+
+
+@pytest.fixture(scope="session")
+def base_pipeline(toy_export, tiny_llm, tmp_path_factory):
+    """A trained-a-little debug pipeline (non-zero outputs), the base that post-training stages start from."""
+    pytest.importorskip("torch")
+    from training.config import TrainConfig
+    from training.engine.loop import Trainer
+
+    out = tmp_path_factory.mktemp("base")
+    tr = Trainer(TrainConfig.model_validate(_base_config(toy_export, tiny_llm, out)))
+    tr.run()
+    return tr.export()
+
+
+@pytest.fixture
+def stage_config(toy_export, base_pipeline, tmp_path):
+    """A post-training config over `base_pipeline`: text and VAE come from the base; tests set `stage`."""
+    return {
+        "model": {"init_from": str(base_pipeline)},
+        "data": {"sources": {"toy": {"path": str(toy_export)}}, "batch_size": 4},
+        "optim": {"lr": 1e-3},
+        "run": {"out_dir": str(tmp_path / "stage"), "steps": 2, "log_every": 1, "sample_steps": 2},
+    }
+
+
+VMIX_PAIRS = [{"positive": ["soft light", "柔光"], "negative": ["flat light", "平光"]}]

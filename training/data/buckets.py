@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from training.data.shards import Sample, iter_shard, read_keys, split_shards
@@ -68,6 +68,12 @@ def choose_caption(meta: dict, styles: dict[str, float], langs: dict[str, float]
     return s, l, caps[s][l]
 
 
+def aesthetic_text(meta: dict, lang: str) -> str:
+    """The sample's `aesthetic` caption in `lang` (VMix's aesthetic part), "" when it has none."""
+    caps = (meta.get("captions") or {}).get("aesthetic") or {}
+    return caps.get(lang) or ""
+
+
 def decode_to(jpg: bytes, size: tuple[int, int]):
     """JPEG bytes -> float tensor (3, H, W) in [-1, 1]: resized to cover the bucket, centre-cropped."""
     import numpy as np
@@ -88,39 +94,53 @@ class Source:
     name: str
     shards: list[str]
     weight: float = 1.0
+    accept: Callable[[dict], bool] | None = None  # a sample filter (training/data/filters.py); None keeps all
     epoch: int = 0
     shard_pos: int = 0
     sample_pos: int = 0
+    filtered: int = 0  # samples passed over by `accept` in this process (logged, not part of the position)
     _it: Iterator | None = field(default=None, repr=False)
 
     def order(self, seed: int) -> list[str]:
         return sorted(self.shards, key=lambda s: unit_hash("shard", self.name, seed, self.epoch, s))
 
     def next(self, seed: int) -> Sample:
-        """The next sample of this source; epochs roll over forever (so ranks never run dry)."""
-        for _ in range(len(self.shards) * 2 + 2):
+        """The next sample of this source that its filter keeps; epochs roll over forever (so ranks never run dry)."""
+        shard_turns = 0  # shards finished in this call without a sample to give
+        while shard_turns <= len(self.shards) * 2 + 1:
             if self._it is None:
                 order = self.order(seed)
                 self._it = iter_shard(order[self.shard_pos], skip=self.sample_pos)
             sample = next(self._it, None)
             if sample is not None:
                 self.sample_pos += 1
-                return sample
+                if self.accept is None or self.accept(sample.meta):
+                    return sample
+                self.filtered += 1
+                continue
             self._it, self.sample_pos = None, 0
             self.shard_pos += 1
+            shard_turns += 1
             if self.shard_pos >= len(self.shards):
                 self.shard_pos, self.epoch = 0, self.epoch + 1
-        raise RuntimeError(f"source {self.name!r} yields no readable samples; check its shards {self.shards[:3]}")
+        why = (f"its filter passed over all {self.filtered} samples read (check data.sources.{self.name}'s "
+               "min_signals, signal_in and labels against the export's signals)" if self.filtered else
+               f"check its shards {self.shards[:3]}")
+        raise RuntimeError(f"source {self.name!r} yields no readable samples: {why}")
 
 
 class BucketBatches:
-    """Yields batches {pixels (B,3,H,W), captions, langs, styles, ids, sources, bucket}, one bucket per batch."""
+    """Yields batches {pixels (B,3,H,W), captions, aesthetics, langs, styles, ids, sources, bucket, size}, one
+    bucket per batch; with `pixels_lose` (B,3,H,W) and `has_lose` (B,) when some sample is a preference pair.
+    `aesthetics` is each sample's `aesthetic` caption in the language of its caption ("" when it has none)."""
 
     def __init__(self, sources: dict[str, tuple[list[str], float]], batch_size: int, seed: int = 0,
                  styles: dict[str, float] | None = None, langs: dict[str, float] | None = None,
                  resolution: str | None = None, scale: float = 1.0, multiple: int = 16, rank: int = 0,
-                 world: int = 1, worker: int = 0, workers: int = 1, shuffle_buffer: int = 0):
-        self.sources = [Source(n, split_shards(sorted(s), rank, world, worker, workers), w)
+                 world: int = 1, worker: int = 0, workers: int = 1, shuffle_buffer: int = 0,
+                 filters: dict[str, Callable[[dict], bool]] | None = None):
+        filters = filters or {}
+        self.sources = [Source(n, split_shards(sorted(s), rank, world, worker, workers), w, filters.get(n))
                         for n, (s, w) in sorted(sources.items())]
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
         # the hashes of one stream; a lone worker keeps the historic (seed, rank) stream
@@ -221,15 +241,22 @@ class BucketBatches:
                 self.skipped["no_caption"] += 1
                 continue
             try:
-                rows.append((decode_to(s.jpg, size), cap, s.key, name))
+                lose = decode_to(s.lose_jpg, size) if s.lose_jpg is not None else None
+                rows.append((decode_to(s.jpg, size), cap, s.key, name, aesthetic_text(s.meta, cap[1]), lose))
             except Exception as e:  # a corrupt JPEG must not stop a training run  # noqa: BLE001
                 log.warning("sample %s of %s: image unreadable (%s); skipped", s.key, s.shard, e)
                 self.skipped["bad_image"] += 1
         if not rows:
             return None
-        return {"pixels": torch.stack([r[0] for r in rows]), "captions": [r[1][2] for r in rows],
-                "styles": [r[1][0] for r in rows], "langs": [r[1][1] for r in rows], "ids": [r[2] for r in rows],
-                "sources": [r[3] for r in rows], "bucket": bucket, "size": size}
+        batch = {"pixels": torch.stack([r[0] for r in rows]), "captions": [r[1][2] for r in rows],
+                 "aesthetics": [r[4] for r in rows], "styles": [r[1][0] for r in rows],
+                 "langs": [r[1][1] for r in rows], "ids": [r[2] for r in rows], "sources": [r[3] for r in rows],
+                 "bucket": bucket, "size": size}
+        if any(r[5] is not None for r in rows):
+            zero = torch.zeros_like(rows[0][0])
+            batch["pixels_lose"] = torch.stack([zero if r[5] is None else r[5] for r in rows])
+            batch["has_lose"] = torch.tensor([r[5] is not None for r in rows])
+        return batch
 
     def state_dict(self) -> dict:
         """The exact position: counters per source and the keys waiting in the bucket and shuffle buffers."""

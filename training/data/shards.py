@@ -1,6 +1,7 @@
 """Reading the export job's webdataset shards (docs/export-format.md): listing, splitting, streaming samples.
 
-A shard is a tar of `<key>.jpg` + `<key>.json` pairs. Samples are read in tar order so that a position
+A shard is a tar of `<key>.jpg` + `<key>.json` pairs (preference shards add `<key>.lose.jpg`, the rejected
+image; training/data/preference.py). Samples are read in tar order so that a position
 (shard, sample index) identifies the next sample exactly, which is what makes resume exact. Training never
 imports curation: this module knows only the file format.
 """
@@ -24,6 +25,7 @@ class Sample:
     jpg: bytes
     meta: dict
     shard: str
+    lose_jpg: bytes | None = None  # the rejected image of a preference pair (`<key>.lose.jpg`), else None
 
 
 def list_shards(spec: str | Path) -> list[str]:
@@ -97,7 +99,7 @@ def _sample(key: str, parts: dict, shard: str) -> Sample | None:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         log.warning("sample %s in %s has unreadable json (%s); skipped", key, shard, e)
         return None
-    return Sample(key, parts["jpg"], meta, shard)
+    return Sample(key, parts["jpg"], meta, shard, parts.get("lose.jpg"))
 
 
 def read_keys(shard: str, keys: set[str]) -> dict[str, Sample]:

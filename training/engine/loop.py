@@ -1,9 +1,12 @@
 """One training loop for every stage: single process on CPU, or `torchrun` over many GPUs with FSDP2.
 
-Per step: a bucketed batch -> VAE latents (optionally cached) -> text/glyph conditioning with CFG dropout ->
-rectified-flow loss -> backward -> clip -> AdamW -> EMA. Logged: loss, loss per timestep bucket, samples/s,
-TFLOP/s and MFU from FLOPs counted once per batch shape, all to TensorBoard and the log. Checkpoints resume
-exactly (see engine/checkpoint.py). All randomness of a step comes from one generator saved in checkpoints.
+Per step: a bucketed batch -> VAE latents (optionally cached) -> text/glyph conditioning with CFG dropout (and
+the aesthetic labels of a VMix stage) -> the weighted sum of the stage's objective terms (training/objectives)
+-> backward -> clip -> AdamW -> EMA. What trains is the stage's choice (training/engine/stage.py); the loop sees
+only parameters that require gradients. Logged: loss, each term's metrics, loss per timestep bucket,
+samples/s, TFLOP/s and MFU from FLOPs counted once per batch shape, all to TensorBoard and the log.
+Checkpoints resume exactly (see engine/checkpoint.py). All randomness of a step comes from one generator
+saved in checkpoints.
 """
 
 from __future__ import annotations
@@ -41,12 +44,18 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def build_dit(cfg: TrainConfig, channels: int):
+def build_models(cfg: TrainConfig, channels: int):
+    """(DiT, conditioner): from model.init_from (a pipeline, or a bare DiT with a new conditioner) or new."""
+    from training.config import read_pipeline_meta
     from training.models.dit import DiT, preset
+    from training.pipeline import build_conditioner, load_trained
 
-    if cfg.model.init_from:
-        return DiT.from_pretrained(cfg.model.init_from)
-    return preset(cfg.model.preset, in_channels=channels, **dict(cfg.model.overrides))
+    init = cfg.model.init_from
+    if init and read_pipeline_meta(init) is not None:
+        return load_trained(init, cfg.text)
+    dit = DiT.from_pretrained(init) if init else preset(cfg.model.preset, in_channels=channels,
+                                                        **dict(cfg.model.overrides))
+    return dit, build_conditioner(cfg.text, dit.config.text_dim)
 
 
 def build_data(cfg: TrainConfig, multiple: int, rank: int, world: int, pin_memory: bool = False):
@@ -54,13 +63,15 @@ def build_data(cfg: TrainConfig, multiple: int, rank: int, world: int, pin_memor
     from functools import partial
 
     from training.data.buckets import BucketBatches
+    from training.data.filters import source_filter
     from training.data.loader import WorkerBatches
     from training.data.shards import list_shards
 
     d = cfg.data
     sources = {n: (list_shards(s.path), s.weight) for n, s in d.sources.items()}
+    filters = {n: f for n, f in ((n, source_filter(s)) for n, s in d.sources.items()) if f.active}
     make = partial(BucketBatches, sources, d.batch_size, cfg.run.seed, dict(d.styles), dict(d.langs), d.resolution,
-                   d.scale, multiple, rank, world, shuffle_buffer=d.shuffle_buffer)
+                   d.scale, multiple, rank, world, shuffle_buffer=d.shuffle_buffer, filters=filters)
     if not d.workers:
         return make()
     return WorkerBatches(make, d.workers, d.prefetch_factor, pin_memory)
@@ -68,19 +79,28 @@ def build_data(cfg: TrainConfig, multiple: int, rank: int, world: int, pin_memor
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
+        from training.config import resolve_base
         from training.engine.ema import EMA
+        from training.engine.stage import Reference, apply_stage, needs_reference, trainable_counts
         from training.models.vae import LatentCache, load_vae
-        from training.pipeline import build_conditioner
 
+        cfg = resolve_base(cfg)
         self.cfg, self.out = cfg, Path(cfg.run.out_dir)
         self.rank, self.world, self.device = setup_distributed()
         torch.manual_seed(cfg.run.seed)
         self.vae = load_vae(cfg.vae.path).to(self.device)
         self.cache = LatentCache(cfg.vae.cache_dir)
-        self.dit = build_dit(cfg, self.vae.channels)
-        self.cond = build_conditioner(cfg.text, self.dit.config.text_dim)
-        self.nets = nn.ModuleDict({"dit": self.dit, "cond": self.cond}).to(self.device)
+        self.dit, self.cond = build_models(cfg, self.vae.channels)
+        self.vmix = apply_stage(cfg, self.dit, self.cond)
+        nets = {"dit": self.dit, "cond": self.cond, **({"vmix": self.vmix} if self.vmix is not None else {})}
+        self.nets = nn.ModuleDict(nets).to(self.device)
+        self.reference = Reference(cfg, self.dit) if needs_reference(cfg) else None
+        log.info("stage %s trains %s", cfg.stage.name,
+                 {k: f"{t:,} of {n:,}" for k, (t, n) in trainable_counts(self.nets).items()})
         self.distributed = self._parallelize()
+        if self.distributed and (cfg.stage.base != "full" or self.vmix is not None):
+            raise ValueError("LoRA and VMix stages run in one process for now (their adapter export does not "
+                             "gather FSDP shards); set run.fsdp=off and launch without torchrun")
         self.data = build_data(cfg, self.vae.factor * self.dit.config.patch_size, self.rank, self.world,
                                pin_memory=self.device.type == "cuda")
         params = [p for p in self.nets.parameters() if p.requires_grad]
@@ -130,24 +150,70 @@ class Trainer:
         on = self.cfg.run.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
-    def loss(self, batch: dict):
-        """(mean loss, per-sample losses, t) for one batch."""
-        from training.objectives.flow_matching import training_loss
+    def conditioning(self, batch: dict) -> tuple:
+        """(text, mask, pooled, aesthetic choices or None) for the batch, with CFG dropout from the generator."""
+        text, mask, pooled = self.cond(batch["captions"], generator=self.gen)
+        choice = None
+        if self.vmix is not None:
+            from training.models.adapters import UNSET
 
-        obj = self.cfg.objective
+            choice = self.vmix.choose(batch["aesthetics"])
+            drop = torch.rand(len(choice), generator=self.gen) < self.cfg.stage.vmix.drop
+            choice[drop.to(choice.device)] = UNSET
+        return text, mask, pooled, choice
+
+    def velocity_fns(self, cond: tuple):
+        """(velocity, reference velocity or None) of the model under `cond`; see objectives/base.py."""
+
+        def pick(rows):
+            return cond if rows is None else tuple(None if c is None else c[rows] for c in cond)
+
+        def velocity(x, t, rows=None):
+            text, mask, pooled, choice = pick(rows)
+            adapter = None if choice is None else self.vmix(choice)
+            return self.dit(x, t, text, mask, pooled, adapter)
+
+        if self.reference is None:
+            return velocity, None
+
+        def reference(x, t, rows=None):
+            text, mask, pooled, _ = pick(rows)
+            with self.reference.context(self.dit):
+                return self.reference.model(self.dit)(x, t, text, mask, pooled)
+
+        return velocity, reference
+
+    def loss(self, batch: dict):
+        """(total loss, per-sample losses or None, their t or None, metrics of every term) for one batch."""
+        from training.objectives import get_term
+        from training.objectives.base import StepInputs
+
+        ids, size = batch["ids"], batch["size"]
         pixels = batch["pixels"].to(self.device, non_blocking=True)  # pinned when read by workers on CUDA
-        x0 = self.cache.encode(self.vae, pixels, batch["ids"], batch["size"])
+        x0 = self.cache.encode(self.vae, pixels, ids, size)
+        x0_lose = has_lose = None
+        if "pixels_lose" in batch:
+            x0_lose = self.cache.encode(self.vae, batch["pixels_lose"].to(self.device), [f"{i}:lose" for i in ids],
+                                        size)
+            has_lose = batch["has_lose"].to(self.device)
         with self.autocast(), attention_kernel(self.cfg.run.attention):
-            text, mask, pooled = self.cond(batch["captions"], generator=self.gen)
-            return training_loss(lambda x, t: self.dit(x, t, text, mask, pooled), x0, self.gen, obj.timesteps,
-                                 obj.base_shift, obj.ref_tokens, self.dit.config.patch_size, mean=obj.logit_mean,
-                                 std=obj.logit_std)
+            velocity, reference = self.velocity_fns(self.conditioning(batch))
+            inp = StepInputs(x0, velocity, reference, self.gen, self.cfg.objective, self.dit.config.patch_size,
+                             x0_lose, has_lose)
+            total, metrics, losses, t = 0.0, {}, None, None
+            for name, weight in self.cfg.objective.terms.items():
+                out = get_term(name)(inp)
+                total = total + weight * out.loss
+                metrics.update(out.metrics)
+                if losses is None and out.losses is not None:
+                    losses, t = out.losses, out.t
+        return total, losses, t, metrics
 
     def train_step(self, batch: dict) -> dict:
         self.nets.train()
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
-        loss, losses, t = self.loss(batch)
+        loss, losses, t, metrics = self.loss(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_([p for p in self.nets.parameters() if p.requires_grad],
@@ -155,7 +221,8 @@ class Trainer:
         self.opt.step()
         self.ema.update(self.nets)
         self.step += 1
-        return {"loss": loss.item(), "grad_norm": gnorm.item(), "losses": losses.detach(), "t": t}
+        return {"loss": loss.item(), "grad_norm": gnorm.item(), "losses": None if losses is None else losses.detach(),
+                "t": t, "terms": metrics}
 
     def step_flops(self, batch: dict) -> int:
         """FLOPs of the DiT's forward + backward for this batch shape, counted once per shape."""
@@ -214,18 +281,28 @@ class Trainer:
         u = mfu(flops, seconds, peak_tflops(self.device, self.cfg.run.peak_tflops))
         if u is not None:
             scalars["mfu"] = u
-        for name, (total, count) in bucket_losses(m["t"], m["losses"], self.cfg.objective.t_buckets).items():
-            scalars[f"loss_by_t/{name}"] = total / count
+        scalars.update({f"terms/{k}": v for k, v in m["terms"].items()})
+        if m["losses"] is not None:
+            for name, (total, count) in bucket_losses(m["t"], m["losses"], self.cfg.objective.t_buckets).items():
+                scalars[f"loss_by_t/{name}"] = total / count
         log.info("step %d %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in scalars.items() if "/" not in k))
         if self.writer:
             for k, v in scalars.items():
                 self.writer.add_scalar(k, v, self.step)
 
+    def export_adapter(self) -> Path:
+        from training.models.adapters import save_adapter
+
+        stage = self.cfg.stage
+        with self.ema.applied(self.nets):
+            cond = self.cond.saved_state() if stage.conditioner == "train" and stage.base != "full" else None
+            return save_adapter(self.out / "adapter", stage, self.dit, self.vmix, cond, self.cfg.model.init_from)
+
     def pipeline(self):
         from training.pipeline import Pipeline
 
         c = self.cfg
-        return Pipeline(self.dit, self.cond, self.vae, c.objective, c.text, c.vae)
+        return Pipeline(self.dit, self.cond, self.vae, c.objective, c.text, c.vae, self.vmix)
 
     def sample_grid(self, size: tuple[int, int] | None = None) -> Path | None:
         """Samples of run.sample_prompts with the EMA weights, as one PNG row (and in TensorBoard)."""
@@ -235,8 +312,12 @@ class Trainer:
         if self.rank or self.distributed:
             return None  # sampling a sharded model needs every rank; left to `sluice generate` on the export
         run, (w, h) = self.cfg.run, size or self.last_size
+        aesthetics = list(run.sample_aesthetics) if self.vmix is not None and run.sample_aesthetics else None
+        prompts = list(run.sample_prompts)
+        if aesthetics:  # every prompt under every aesthetic label: what the adapter changes, side by side
+            prompts, aesthetics = [p for _ in aesthetics for p in prompts], [a for a in aesthetics for _ in run.sample_prompts]
         with self.ema.applied(self.nets):
-            images = self.pipeline()(list(run.sample_prompts), w, h, run.sample_steps, run.cfg_scale, run.seed)
+            images = self.pipeline()(prompts, w, h, run.sample_steps, run.cfg_scale, run.seed, aesthetics)
         grid = Image.fromarray(np.concatenate([np.asarray(im) for im in images], axis=1))
         path = self.out / "samples" / f"step-{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +327,15 @@ class Trainer:
         return path
 
     def export(self) -> Path:
-        """The EMA weights as a pipeline folder for `sluice generate` (a collective call under FSDP)."""
+        """The EMA weights for `sluice generate`: a pipeline folder when the base trained (a collective call
+        under FSDP), and an adapter folder (LoRA, VMix, a trained conditioner) when the stage has one; returns
+        the adapter folder when the base stayed frozen, else the pipeline."""
+        stage = self.cfg.stage
+        adapter = None
+        if stage.base == "lora" or self.vmix is not None:
+            adapter = self.export_adapter()
+            if stage.base != "full":
+                return adapter
         if not self.distributed:
             with self.ema.applied(self.nets):
                 return self.pipeline().save(self.out / "pipeline")

@@ -92,11 +92,15 @@ class DoubleBlock(nn.Module):
         self.mlp_img, self.mlp_txt = mlp(dim, int(dim * mlp_ratio)), mlp(dim, int(dim * mlp_ratio))
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
-    def forward(self, img, txt, c, cos, sin, key_mask):
+    def forward(self, img, txt, c, cos, sin, key_mask, value_delta: torch.Tensor | None = None):
+        """value_delta (B, H, 1, Dh): added to every text token's value (an adapter's value mixing), so the
+        attention map, made of queries and keys only, stays the content's own."""
         mi = self.mod_img(F.silu(c)).chunk(6, dim=-1)  # shift, scale, gate for attn, then mlp
         mt = self.mod_txt(F.silu(c)).chunk(6, dim=-1)
         qi, ki, vi = self.qkv_img(modulate(self.norm(img), mi[0], mi[1]))
         qt, kt, vt = self.qkv_txt(modulate(self.norm(txt), mt[0], mt[1]))
+        if value_delta is not None:
+            vt = vt + value_delta.to(vt.dtype)
         a = attention(torch.cat([qi, qt], 2), torch.cat([ki, kt], 2), torch.cat([vi, vt], 2), cos, sin, key_mask)
         n = img.shape[1]
         img = img + mi[2][:, None] * self.proj_img(a[:, :n])
@@ -188,22 +192,27 @@ class DiT(ModelMixin, ConfigMixin):
         return x.reshape(b, c, h, w)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                pooled: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W), t (B,) in [0, 1], text (B, L, text_dim), text_mask (B, L) bool, pooled (B, Dp)."""
+                pooled: torch.Tensor, adapter=None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) in [0, 1], text (B, L, text_dim), text_mask (B, L) bool, pooled (B, Dp).
+
+        adapter: None, or what an adapter (training/models/adapters.py) adds: `.cond` (B, D) to the adaLN
+        vector and `.values`, one (B, H, 1, Dh) text-value delta per dual-stream block."""
         cfg = self.config
         _, _, H, W = x.shape
         gh, gw = H // cfg.patch_size, W // cfg.patch_size
         img = self.x_embed(self.patchify(x))  # (B, N, D)
         txt = self.context_embed(text)  # (B, L, D)
         c = self.t_embed(timestep_embedding(t, 256).to(img.dtype)) + self.pooled_embed(pooled)  # (B, D)
+        if adapter is not None:
+            c = c + adapter.cond.to(c.dtype)
         cos, sin = joint_tables(gh, gw, txt.shape[1], self.head_dim, cfg.rope_ref, cfg.rope_theta,
                                 cfg.rope_interp, cfg.rope_ntk, device=x.device)
         key_mask = None  # flash and cuDNN kernels take no mask: give one only when some text token is padding
         if not bool(text_mask.all()):  # one host sync per forward, outside the compiled blocks
             key_mask = torch.cat([torch.ones(img.shape[:2], dtype=torch.bool, device=x.device),
                                   text_mask.to(torch.bool)], dim=1)  # (B, N + L)
-        for blk in self.double_blocks:
-            img, txt = blk(img, txt, c, cos, sin, key_mask)
+        for i, blk in enumerate(self.double_blocks):
+            img, txt = blk(img, txt, c, cos, sin, key_mask, None if adapter is None else adapter.values[i])
         n = img.shape[1]
         h = torch.cat([img, txt], dim=1)
         for blk in self.single_blocks:

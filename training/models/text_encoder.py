@@ -90,6 +90,18 @@ class LLMTextEncoder(nn.Module):
         return self.refiner(h.to(self.refiner.proj.weight.dtype), mask), mask
 
 
+    @torch.no_grad()
+    def pooled_frozen(self, texts: list[str]) -> torch.Tensor:
+        """(N, E): the LLM's chosen hidden layer, mean over real tokens, with no refiner: a fixed embedding
+        of each text (VMix's AesEmb), whatever later training does to the refiner."""
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        device = next(self.llm.parameters()).device
+        mask = enc.attention_mask.to(device)
+        out = self.llm(input_ids=enc.input_ids.to(device), attention_mask=mask, output_hidden_states=True)
+        return masked_mean(out.hidden_states[self.hidden_layer].float(), mask.bool())
+
+
 class GlyphEncoder(nn.Module):
     """ByT5 (a T5 encoder over UTF-8 bytes) over the quoted text, with a mapper into `out_dim`."""
 
@@ -157,6 +169,14 @@ class Conditioner(nn.Module):
             gt, gm = self.glyph(glyphs)
             tok, mask = torch.cat([tok, gt + self.type_embed.weight[1]], 1), torch.cat([mask, gm], 1)
         return tok * mask[..., None].to(tok.dtype), mask, pooled
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """Weights a pipeline stores: all but the encoders frozen by the text config (they load from their path),
+        whether or not a stage trained the rest."""
+        skip = ["llm.llm."] if self.llm.freeze else []
+        if self.glyph is not None and self.glyph.freeze:
+            skip.append("glyph.t5.")
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(tuple(skip))}
 
     def null(self, n: int):
         """The unconditional input for CFG: the empty prompt, no glyph text."""

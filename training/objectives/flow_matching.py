@@ -96,3 +96,21 @@ def euler_sample(model_fn: Callable, noise: torch.Tensor, steps: int = 30, base_
             v = vu + cfg_scale * (v - vu)
         x = x + (float(t1) - float(t0)) * v
     return x
+
+
+def shifted_t(n: int, x0: torch.Tensor, generator: torch.Generator, objective, patch: int) -> torch.Tensor:
+    """n training timesteps drawn as objective config says and shifted for x0's resolution."""
+    _, _, h, w = x0.shape
+    a = shift_for((h // patch) * (w // patch), objective.base_shift, objective.ref_tokens)
+    return apply_shift(sample_t(n, objective.timesteps, generator, mean=objective.logit_mean,
+                                std=objective.logit_std), a).to(x0.device)
+
+
+def flow_matching_term(inp):
+    """The rectified-flow loss on the batch's (preferred) images: pre-training, CT and SFT on positives."""
+    from training.objectives.base import TermOut
+
+    o = inp.objective
+    loss, losses, t = training_loss(lambda x, t: inp.velocity(x, t), inp.x0, inp.generator, o.timesteps,
+                                    o.base_shift, o.ref_tokens, inp.patch, mean=o.logit_mean, std=o.logit_std)
+    return TermOut(loss, {"flow_loss": loss.item()}, losses, t)
