@@ -95,6 +95,9 @@ class Trainer:
         nets = {"dit": self.dit, "cond": self.cond, **({"vmix": self.vmix} if self.vmix is not None else {})}
         self.nets = nn.ModuleDict(nets).to(self.device)
         self.reference = Reference(cfg, self.dit) if needs_reference(cfg) else None
+        from training.objectives import build_term
+
+        self.terms = {name: build_term(name, cfg) for name in cfg.objective.terms}
         log.info("stage %s trains %s", cfg.stage.name,
                  {k: f"{t:,} of {n:,}" for k, (t, n) in trainable_counts(self.nets).items()})
         self.distributed = self._parallelize()
@@ -185,7 +188,6 @@ class Trainer:
 
     def loss(self, batch: dict):
         """(total loss, per-sample losses or None, their t or None, metrics of every term) for one batch."""
-        from training.objectives import get_term
         from training.objectives.base import StepInputs
 
         ids, size = batch["ids"], batch["size"]
@@ -199,10 +201,11 @@ class Trainer:
         with self.autocast(), attention_kernel(self.cfg.run.attention):
             velocity, reference = self.velocity_fns(self.conditioning(batch))
             inp = StepInputs(x0, velocity, reference, self.gen, self.cfg.objective, self.dit.config.patch_size,
-                             x0_lose, has_lose)
+                             x0_lose, has_lose, list(batch["captions"]), list(batch.get("aesthetics") or []),
+                             self.vae.decode)
             total, metrics, losses, t = 0.0, {}, None, None
             for name, weight in self.cfg.objective.terms.items():
-                out = get_term(name)(inp)
+                out = self.terms[name](inp)
                 total = total + weight * out.loss
                 metrics.update(out.metrics)
                 if losses is None and out.losses is not None:

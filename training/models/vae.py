@@ -45,8 +45,8 @@ class KLVAE(nn.Module):
         mean = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.mean
         return ((mean - self.shift) * self.scale).float()
 
-    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> pixels; differentiable (reward feedback backpropagates through it; the VAE stays frozen)."""
         return self.vae.decode((latents / self.scale + self.shift).to(self.vae.dtype)).sample.float().clamp(-1, 1)
 
 

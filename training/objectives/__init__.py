@@ -1,8 +1,9 @@
 """The objective terms a stage's loss is made of, by name (`objective.terms: {flow_matching: 1.0, ...}`).
 
-A term is a function `(StepInputs) -> TermOut` (training/objectives/base.py). The loop sums the weighted terms
-and knows nothing of what each computes, so a new stage adds a term here and a YAML file, not a loop.
-Names map to "module:function" so that reading a config imports no torch.
+A term is a callable `(StepInputs) -> TermOut` (training/objectives/base.py): a function, or a class built once
+per run with the TrainConfig (for a term that loads something, e.g. reward models). The loop sums the weighted
+terms and knows nothing of what each computes, so a new stage adds a term here and a YAML file, not a loop.
+Names map to "module:attribute" so that reading a config imports no torch.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ TERMS: dict[str, str] = {
 }
 
 
-def get_term(name: str):
-    """The term function registered under `name`."""
+def build_term(name: str, cfg):
+    """The term registered under `name`, ready to call: a function as is, a class instantiated with `cfg`."""
     import importlib
 
     if name not in TERMS:
         raise ValueError(f"unknown objective term {name!r}; choose from {sorted(TERMS)}")
-    module, _, fn = TERMS[name].partition(":")
-    return getattr(importlib.import_module(module), fn)
+    module, _, attr = TERMS[name].partition(":")
+    term = getattr(importlib.import_module(module), attr)
+    return term(cfg) if isinstance(term, type) else term

@@ -24,6 +24,9 @@ class StepInputs:
     patch: int  # the DiT's patch size (the timestep shift depends on image tokens)
     x0_lose: torch.Tensor | None = None  # (B, C, H, W) latents of the rejected images; rows without one are 0
     has_lose: torch.Tensor | None = None  # (B,) bool: which rows are preference pairs
+    captions: list[str] = field(default_factory=list)  # the batch's prompts (content part), as conditioned on
+    aesthetics: list[str] = field(default_factory=list)  # their aesthetic parts ("" for none)
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None  # latents -> pixels in [-1, 1], differentiable
 
 
 @dataclass
