@@ -90,15 +90,20 @@ def best_threshold(values: np.ndarray, positive: np.ndarray, op: str, target: fl
     return best
 
 
-def calibrate(table_dir: Path, labels_path: Path, rules, target_precision: float = 0.9):
-    """(scores per rule, threshold suggestions) for the labelled rows of a stage table."""
+def calibrate(table_dir: Path, labels_path: Path, rules, target_precision: float = 0.9, stage: str | None = None):
+    """(scores per rule, threshold suggestions) for the labelled rows of a stage table.
+
+    With `stage`, rows an earlier stage dropped are left out: that stage's rules never saw them."""
     labels = read_labels(labels_path)
     dataset = open_table(table_dir)
     t = dataset.to_table().to_pylist()
     rows = [r for r in t if r["key"] in labels or r["id"] in labels]
     if not rows:
         raise ValueError(f"no row of {table_dir} has a key or id in {labels_path}")
-    usable = [r for r in rows if r["error"] is None]
+    usable = [r for r in rows if r["error"] is None and (stage is None or r.get("drop_stage") in (None, stage))]
+    if not usable:
+        raise ValueError(f"every labelled row of {table_dir} failed or was dropped before {stage or 'this stage'}; "
+                         f"label rows that reach it")
     defects = [labels.get(r["key"], labels.get(r["id"], set())) for r in usable]
     reasons = [set(r["drop_reasons"] or []) for r in usable]
     scores, suggestions = [], []

@@ -50,14 +50,11 @@ def _run(input_path, output, stages, config, overrides, force, dry_run, master, 
     try:
         cfg = _config(config, overrides, master, spark_conf)
         stages = stages(cfg) if callable(stages) else stages
-        plan = pipeline.describe(input_path, output, stages, force)
+        plan = pipeline.describe(input_path, output, stages, force, cfg)
         if dry_run:
-            print(dump(cfg))
-            print("plan:")
-            for p in plan:
-                print(f"  {p['stage']}: {p['reads']} -> {p['writes']}  [{p['action']}]")
+            _print_plan(dump(cfg), plan)
             return
-        pipeline.check_inputs(input_path, output, stages)
+        pipeline.check_inputs(input_path, output, stages, cfg)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(err, e)
 
@@ -72,10 +69,19 @@ def _run(input_path, output, stages, config, overrides, force, dry_run, master, 
             out = manifest["output"]
             err.print(f"{st.name} -> {out['path']}: {out['rows']} rows, {out.get('usable')} usable, "
                       f"errors {out.get('errors') or 'none'}", markup=False, highlight=False)
+            if st.name == "mix":
+                err.print(_mix_audit(manifest), markup=False, highlight=False)
     except (ValueError, FileNotFoundError) as e:
         _fail(err, e)
     finally:
         spark.stop()
+
+
+def _print_plan(config_yaml: str, plan: list[dict]) -> None:
+    print(config_yaml)
+    print("plan:")
+    for p in plan:
+        print(f"  {p['stage']}: {p['reads']} -> {p['writes']}  [{p['action']}]")
 
 
 @app.command("run")
@@ -84,11 +90,14 @@ def run_cmd(input: InputOpt, output: OutputOpt,
             config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False, dry_run: DryRunOpt = False,
             master: MasterOpt = None, spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False,
             report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True) -> None:
-    """Run every stage of the funnel that exists, in order, then write the report."""
+    """Run the funnel in order, skipping finished stages and redoing stale ones, then write the report.
+
+    Chains ingest, stage1, stage2 and downsample; then mix when the run has one (or --until mix); then
+    stage3 and export when a captioner is configured or --until names them (alt text only without one)."""
     from curation import pipeline
 
-    _run(input, output, lambda cfg: pipeline.stages_until(until, cfg), config, set, force, dry_run, master, spark_conf,
-         verbose)
+    _run(input, output, lambda cfg: pipeline.stages_until(until, cfg, output), config, set, force, dry_run, master,
+         spark_conf, verbose)
     if report and not dry_run:
         from curation.report.funnel import write_report
 
@@ -138,36 +147,49 @@ def export_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, 
 
 @app.command("decide")
 def decide_cmd(output: OutputOpt, stage: Annotated[str, typer.Option(help="the stage whose rules to re-apply")] = "stage1",
-               config: ConfigOpt = None, set: SetOpt = None, master: MasterOpt = None,
+               config: ConfigOpt = None, set: SetOpt = None, dry_run: DryRunOpt = False, master: MasterOpt = None,
                spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False) -> None:
-    """Re-apply a stage's rules from the (new) config to its stored table. Nothing is scored again."""
+    """Re-apply a stage's rules from the (new) config to its stored table. Nothing is scored again; the
+    later tables become stale, and the next `sluice curate run` redoes them."""
     from rich.console import Console
 
+    from curation import pipeline
     from tools import log as logsetup
-    from tools.config import ConfigError
+    from tools import runs
+    from tools.config import ConfigError, dump
 
     logsetup.setup(verbose)
     err = Console(stderr=True, soft_wrap=True)
     try:
         cfg = _config(config, set, master, spark_conf)
-    except (ConfigError, ValueError) as e:
+        cfg.rules(stage)
+        if dry_run:
+            table = runs.stage_dir(output, stage)
+            later = [str(p) for p in pipeline.later_tables(output, stage, cfg) if runs.is_done(p)]
+            _print_plan(dump(cfg), [{"stage": f"decide {stage}", "reads": str(table), "writes": str(table),
+                                     "action": f"re-apply {len(cfg.rules(stage))} rules; then stale: "
+                                               f"{', '.join(later) or 'nothing'}"}])
+            return
+        table = pipeline.check_current(output, stage)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(err, e)
     from curation.jobs import redecide
     from curation.spark import session
-    from tools import runs
 
-    table = runs.stage_dir(output, stage)
-    if not runs.is_done(table):
-        _fail(err, FileNotFoundError(f"{table} is not a finished table; run `sluice curate {stage}` first"))
     spark = session(cfg.spark.master, cfg.spark.driver_memory, cfg.spark.conf)
     try:
-        out = redecide.run(spark, table, stage, cfg)["output"]
+        manifest = redecide.run(spark, table, stage, cfg)
+        out = manifest["output"]
         err.print(f"{stage} re-decided: {out['rows']} rows, kept {out.get('kept')}, dropped {out.get('dropped')}",
                   markup=False, highlight=False)
     except ValueError as e:
         _fail(err, e)
     finally:
         spark.stop()
+    stale = pipeline.mark_later_stale(output, stage, f"{stage} was re-decided at {manifest['written_at']}", cfg)
+    if stale:
+        err.print(f"now stale: {', '.join(p.name for p in stale)}; `sluice curate run --input ... -o {output}` "
+                  f"redoes them", markup=False, highlight=False)
 
 
 @app.command("calibrate")
@@ -187,7 +209,8 @@ def calibrate_cmd(output: OutputOpt,
     err = Console(stderr=True, soft_wrap=True)
     try:
         cfg = _config(config, set, None, None)
-        scores, suggestions = calibrate(runs.stage_dir(output, stage), labels, cfg.stage1.rules, target_precision)
+        scores, suggestions = calibrate(runs.stage_dir(output, stage), labels, cfg.rules(stage), target_precision,
+                                        stage=stage)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(err, e)
 
@@ -254,18 +277,22 @@ def train_aesthetic_cmd(
     print(f"--set stage2.aesthetic.head={path}")
 
 
-def _spark_job(config, overrides, master, spark_conf, verbose, work) -> None:
-    """Load the config, start Spark, run `work(spark, cfg)` and print the line it returns; errors exit 2."""
+def _spark_job(config, overrides, master, spark_conf, verbose, work, dry_run: bool = False, plan=None) -> None:
+    """Load the config, start Spark, run `work(spark, cfg)` and print the line it returns; errors exit 2.
+    With `dry_run`, print the config and `plan(cfg)` instead."""
     from rich.console import Console
 
     from tools import log as logsetup
-    from tools.config import ConfigError
+    from tools.config import ConfigError, dump
 
     logsetup.setup(verbose)
     err = Console(stderr=True, soft_wrap=True)
     try:
         cfg = _config(config, overrides, master, spark_conf)
-    except (ConfigError, ValueError) as e:
+        if dry_run:
+            _print_plan(dump(cfg), plan(cfg))
+            return
+    except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(err, e)
     from curation.spark import session
 
@@ -283,38 +310,55 @@ def downsample_cmd(output: OutputOpt,
                    input_table: Annotated[Optional[Path], typer.Option(
                        "--input-table", help="stage-2 table or a pool to downsample; default <run>/stage2")] = None,
                    size: Annotated[Optional[int], typer.Option(help="rows to keep (= --set downsample.size=N)")] = None,
-                   config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False, master: MasterOpt = None,
-                   spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False) -> None:
+                   config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False, dry_run: DryRunOpt = False,
+                   master: MasterOpt = None, spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False) -> None:
     """Balanced downsampling over sources and the cluster tree into <run>/pool; statistics in pool/_distribution.json."""
+    from curation import pipeline
+
     overrides = [*(set or []), *([f"downsample.size={size}"] if size is not None else [])]
+    if input_table is None:
+        _run(None, output, [pipeline.stage("downsample")], config, overrides, force, dry_run, master, spark_conf,
+             verbose)
+        return
 
     def work(spark, cfg):
         from curation.jobs import downsample
         from tools import runs
 
-        src = input_table or runs.stage_dir(output, "stage2")
-        out = downsample.run(spark, src, runs.stage_dir(output, "pool"), cfg, force=force)["output"]
+        pool = runs.stage_dir(output, "pool")
+        redo = force or not runs.is_current(pool)
+        m = downsample.run(spark, input_table, pool, cfg, force=force)
+        if redo:
+            pipeline.mark_later_stale(output, "pool", f"downsample was redone at {m['written_at']}", cfg)
+        out = m["output"]
         return (f"downsample -> {out['path']}: {out['rows']} rows, kept {out.get('kept')}, "
                 f"dropped {out.get('dropped')}, errors {out.get('errors') or 'none'}")
 
-    _spark_job(config, overrides, master, spark_conf, verbose, work)
+    def plan(cfg):
+        from tools import runs
+
+        pool = runs.stage_dir(output, "pool")
+        action = "skip (done; --force to redo)" if runs.is_current(pool) and not force else "run"
+        return [{"stage": "downsample", "reads": str(input_table), "writes": str(pool), "action": action}]
+
+    _spark_job(config, overrides, master, spark_conf, verbose, work, dry_run, plan)
 
 
 @app.command("mix")
 def mix_cmd(output: OutputOpt, config: ConfigOpt = None, set: SetOpt = None, force: ForceOpt = False,
-            master: MasterOpt = None, spark_conf: SparkConfOpt = None, verbose: VerboseOpt = False) -> None:
+            dry_run: DryRunOpt = False, master: MasterOpt = None, spark_conf: SparkConfOpt = None,
+            verbose: VerboseOpt = False) -> None:
     """Mix curated pools by quota (mix.pools) into <run>/mix, with the audit in <run>/mix_audit."""
+    from curation import pipeline
 
-    def work(spark, cfg):
-        from curation.jobs import mix
+    _run(None, output, [pipeline.stage("mix")], config, set, force, dry_run, master, spark_conf, verbose)
 
-        m = mix.run(spark, output, cfg, force=force)
-        lines = [f"mix -> {m['output']['path']}: {m['output']['rows']} rows"]
-        for a in m["mix"]["audit"]:
-            why = "pool is empty" if a["available_rows"] == 0 else "repeat cap reached"
-            lines.append(f"  {a['id']}: quota {a['quota']:.1%} achieved {a['achieved_share']:.1%} "
-                         f"({a['achieved_rows']} of {a['target_rows']}, {a['repeated_rows']} repeats"
-                         f"{', SHORT: ' + why if a['short'] else ''})")
-        return "\n".join(lines)
 
-    _spark_job(config, set, master, spark_conf, verbose, work)
+def _mix_audit(manifest: dict) -> str:
+    lines = []
+    for a in manifest["mix"]["audit"]:
+        why = "pool is empty" if a["available_rows"] == 0 else "repeat cap reached"
+        lines.append(f"  {a['id']}: quota {a['quota']:.1%} achieved {a['achieved_share']:.1%} "
+                     f"({a['achieved_rows']} of {a['target_rows']}, {a['repeated_rows']} repeats"
+                     f"{', SHORT: ' + why if a['short'] else ''})")
+    return "\n".join(lines)

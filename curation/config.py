@@ -305,8 +305,9 @@ class CaptionerConfig(Frozen):
 
 
 class Stage3Config(Frozen):
-    input: Literal["auto", "pool", "stage2", "stage1"] = Field(
-        "auto", description="funnel table to caption (its kept rows); auto = the latest present: pool > stage2 > stage1")
+    input: Literal["auto", "mix", "pool", "stage2", "stage1"] = Field(
+        "auto", description="funnel table to caption (its kept rows; the mix's samples once each); auto = the "
+                            "latest present: mix > pool > stage2 > stage1")
     captioner: CaptionerConfig = CaptionerConfig()
     keep_alt: bool = Field(True, description="keep the record's own alt text, cleaned, as style alt")
     length_bounds: dict[str, dict[Literal["zh", "en"], tuple[int, int]]] = Field(
@@ -337,6 +338,10 @@ class ExportConfig(Frozen):
     require_caption: bool = Field(False, description="skip samples without any caption that passed the checks")
 
 
+# The stages whose tables carry named rules (`decide`, `calibrate`).
+RULE_STAGES = ("stage1", "stage2")
+
+
 class CurateConfig(Frozen):
     """Everything `sluice curate` needs; each stage reads its own section."""
 
@@ -348,3 +353,9 @@ class CurateConfig(Frozen):
     export: ExportConfig = ExportConfig()
     downsample: DownsampleConfig = DownsampleConfig()
     mix: MixConfig = MixConfig()
+
+    def rules(self, stage: str) -> tuple[Rule, ...]:
+        """The named rules of `stage` (stage1 or stage2)."""
+        if stage not in RULE_STAGES:
+            raise ValueError(f"stage {stage!r} has no rules; choose one of {', '.join(RULE_STAGES)}")
+        return getattr(self, stage).rules

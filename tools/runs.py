@@ -2,6 +2,8 @@
 
 A stage folder with `_SUCCESS` is finished and is skipped unless forced. A folder without it is the
 leftover of a killed job and is cleared before the job runs again, so a rerun never duplicates rows.
+A finished folder that also holds `_STALE` was made from an earlier stage's output that has changed since
+(re-decided or redone): it stays readable, but the next run of its job redoes it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
+STALE = "_STALE"
 
 
 def local_path(path: str | Path) -> Path:
@@ -38,12 +41,36 @@ def is_done(table_dir: Path) -> bool:
     return (table_dir / SUCCESS).is_file()
 
 
+def stale_reason(table_dir: Path) -> str | None:
+    """Why a finished table is out of date (`_STALE`), or None when it is not."""
+    p = Path(table_dir) / STALE
+    if not (is_done(Path(table_dir)) and p.is_file()):
+        return None
+    return p.read_text(encoding="utf-8").strip() or "an earlier stage changed"
+
+
+def is_current(table_dir: Path) -> bool:
+    """Finished and not stale: a job may skip it, a later job may read it."""
+    return is_done(table_dir) and stale_reason(table_dir) is None
+
+
+def mark_stale(table_dir: Path, reason: str) -> bool:
+    """Mark a finished table out of date (its data stays readable); False when there is no finished table."""
+    if not is_done(Path(table_dir)) or stale_reason(table_dir) is not None:
+        return False
+    (Path(table_dir) / STALE).write_text(reason + "\n", encoding="utf-8")
+    log.info("%s is stale: %s", table_dir, reason)
+    return True
+
+
 def prepare(table_dir: Path, force: bool) -> bool:
-    """Make `table_dir` ready to be written; False when it is already done and not forced."""
-    if is_done(table_dir) and not force:
+    """Make `table_dir` ready to be written; False when it is already done, current and not forced."""
+    if is_current(table_dir) and not force:
         return False
     if table_dir.exists():
-        log.info("clearing %s (%s)", table_dir, "forced" if is_done(table_dir) else "left by an unfinished run")
+        why = "forced" if is_current(table_dir) else (f"stale: {stale_reason(table_dir)}" if is_done(table_dir)
+                                                      else "left by an unfinished run")
+        log.info("clearing %s (%s)", table_dir, why)
         shutil.rmtree(table_dir)
     return True
 

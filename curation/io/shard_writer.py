@@ -6,7 +6,8 @@ Layout (under the export folder):
     index.parquet                           table `shard_index`: one row per exported sample
     _manifest.json, _SUCCESS
 
-Each sample is two members with the same key (the sample id, 32 hex characters, no dots):
+Each sample is two members with the same key (the sample id, 32 hex characters, no dots; a copy that an
+exported mix repeats is keyed `<id>_<n>`):
 `<key>.jpg`, RGB JPEG re-encoded with the long side <= max_side (never upscaled, never cropped), and
 `<key>.json`: {"id","key","source","uri","width","height","orig_width","orig_height","aspect_bucket",
 "aspect_buckets","captions":{style:{lang:text}},"styles","signals","tags","cluster_path"}, with the same
@@ -26,6 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+
+
+# The column holding each row's key in the shards (the id, or `<id>_<n>` for a mix's copies).
+SHARD_KEY = "_shard_key"
 
 
 def shard_path(bucket: str, prefix: str, number: int) -> str:
@@ -108,7 +113,8 @@ class ShardWriter:
 
     def _sample(self, rec: dict) -> dict:
         path = shard_path(rec["aspect_bucket"], self.prefix, int(rec["shard_no"]))
-        row = {"id": rec["id"], "uri": rec.get("uri"), "shard": path, "key": rec["id"], "width": None,
+        key = rec.get(SHARD_KEY) or rec["id"]
+        row = {"id": rec["id"], "uri": rec.get("uri"), "shard": path, "key": key, "width": None,
                "height": None, "aspect_bucket": rec["aspect_bucket"], "styles": None,
                "source": rec.get("source"), "error": None}
         try:
@@ -120,8 +126,8 @@ class ShardWriter:
         meta.update(width=w, height=h)
         if path != self._path:
             self._open(path)
-        _add(self._tar, f"{rec['id']}.jpg", jpg)
-        _add(self._tar, f"{rec['id']}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        _add(self._tar, f"{key}.jpg", jpg)
+        _add(self._tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"))
         row.update(width=w, height=h, styles=meta["styles"])
         return row
 

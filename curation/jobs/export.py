@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from curation.config import CurateConfig, ExportConfig
 from curation.io.aspect_buckets import Ladders
-from curation.io.shard_writer import ShardWriter, jsonable
+from curation.io.shard_writer import SHARD_KEY, ShardWriter, jsonable
 from schemas.captions import CAPTION_LANGS, CAPTION_STYLES
 from tools import runs
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # Columns of a funnel table that are not signals.
 _NOT_SIGNALS = {"id", "source", "key", "uri", "width", "height", "format", "alt_text", "alt_lang", "drop_stage",
                 "drop_reason", "drop_reasons", "error", "error_kind", "warnings", "tags", "cluster_path",
-                "ocr_boxes", "image", "content_hash"}
+                "ocr_boxes", "image", "content_hash", "mix_copy", SHARD_KEY}
 
 
 def export_dir(run_dir: Path, cfg: ExportConfig) -> Path:
@@ -38,7 +38,7 @@ class SampleMeta:
     """Scorer-shaped step: the aspect bucket and the sample JSON (without pixels) of each row."""
 
     name = "export_meta"
-    requires = ("id", "width", "height", "captions")
+    requires = ("id", SHARD_KEY, "width", "height", "captions")
     needs_image = False
     columns = {"aspect_bucket": pa.string(), "aspect_buckets": pa.string(), "meta": pa.string()}
 
@@ -73,7 +73,8 @@ def sample_json(rec: dict, primary: str, per: dict, signals: tuple[tuple[str, st
             clip_scores[c["style"]][c["lang"]] = float(c["clip_score"])
     styles = sorted(f"{s}_{lang}" for s, langs in captions.items() for lang, t in langs.items() if t)
     return {
-        "id": rec["id"], "key": rec["id"], "source": rec.get("source") or "", "uri": rec.get("uri") or "",
+        "id": rec["id"], "key": rec.get(SHARD_KEY) or rec["id"],
+        "source": rec.get("source") or "", "uri": rec.get("uri") or "",
         "orig_width": int(rec["width"]), "orig_height": int(rec["height"]),
         "aspect_bucket": primary, "aspect_buckets": per, "captions": captions, "styles": styles,
         "caption_clip_scores": clip_scores,
@@ -105,7 +106,8 @@ def signal_columns(df) -> tuple[tuple[str, str], ...]:
 
 
 def captioned(spark, run_dir: Path, table: str):
-    """Kept rows of the funnel table with their stage-1 signals and their passing captions (a list)."""
+    """Kept rows of the funnel table (a mix: one row per copy) with the signals of the earlier tables it
+    lacks, a shard key per row, and their passing captions (a list)."""
     from pyspark.sql import functions as F
 
     from curation.spark import read_table
@@ -115,12 +117,33 @@ def captioned(spark, run_dir: Path, table: str):
     caps = caps.groupBy("id").agg(F.collect_list(F.struct("style", "lang", "text", "model", "prompt_version",
                                                           score.alias("clip_score"))).alias("captions"))
     df = read_table(spark, str(runs.stage_dir(run_dir, table)), table)
-    df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull())
-    if table != "stage1":  # later tables may not carry every stage-1 signal: take the missing ones
-        s1 = read_table(spark, str(runs.stage_dir(run_dir, "stage1")), "stage1")
-        extra = [c for c, _ in signal_columns(s1) if c not in df.columns]
-        df = df.join(s1.select("id", *extra), "id", "left")
+    if table == "mix":
+        df = _copy_keys(df)
+        earlier = ("stage2", "stage1")
+    else:
+        df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull()).withColumn(SHARD_KEY, F.col("id"))
+        earlier = ("stage1",) if table != "stage1" else ()
+    for name in earlier:  # later tables may not carry every earlier signal: take the missing ones
+        if not runs.is_done(runs.stage_dir(run_dir, name)):
+            continue
+        src = read_table(spark, str(runs.stage_dir(run_dir, name)), name)
+        wanted = [c for c, _ in signal_columns(src)] + ["width", "height", "alt_text", "alt_lang"]
+        extra = [c for c in wanted if c in src.columns and c not in df.columns]
+        if extra:
+            df = df.join(src.select("id", *extra), "id", "left")
     return df.join(caps, "id", "left")
+
+
+def _copy_keys(mix):
+    """A key per row of the mix: the id for a sample's first row, `<id>_<n>` for the n-th copy after it
+    (copies within a pool and rows of the same sample in other pools), so shard members stay unique."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    n = F.row_number().over(Window.partitionBy("id").orderBy("mix_pool", "mix_copy")) - 1
+    return mix.withColumn("_n", n).withColumn(
+        SHARD_KEY, F.when(F.col("_n") == 0, F.col("id")).otherwise(F.concat_ws("_", "id", F.col("_n").cast("string")))
+    ).drop("_n")
 
 
 def _index_schema():
@@ -138,10 +161,10 @@ def write_shards(spark, df, out_dir: Path, cfg: ExportConfig):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    pos = F.row_number().over(Window.partitionBy("aspect_bucket").orderBy("id")) - 1
+    pos = F.row_number().over(Window.partitionBy("aspect_bucket").orderBy(SHARD_KEY)) - 1
     df = df.withColumn("shard_no", F.floor(pos / cfg.shard_size).cast("int"))
     n = max(1, int(df.select("aspect_bucket", "shard_no").distinct().count()))
-    df = df.repartition(n, "aspect_bucket", "shard_no").sortWithinPartitions("aspect_bucket", "shard_no", "id")
+    df = df.repartition(n, "aspect_bucket", "shard_no").sortWithinPartitions("aspect_bucket", "shard_no", SHARD_KEY)
     root, prefix, side, q = str(out_dir), cfg.shard_prefix, cfg.max_side, cfg.jpeg_quality
     return df.mapInPandas(lambda it: ShardWriter(root, prefix, side, q).write(it), _index_schema())
 
@@ -190,7 +213,7 @@ def run(spark, run_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
     rows_in = df.count()
     if ex.require_caption:
         df = df.where(F.col("captions").isNotNull())
-    meta = apply_scorer(df, SampleMeta(ex, signals)).select("id", "uri", "source", "aspect_bucket", "meta")
+    meta = apply_scorer(df, SampleMeta(ex, signals)).select("id", SHARD_KEY, "uri", "source", "aspect_bucket", "meta")
     raw = read_table(spark, str(runs.stage_dir(run_dir, "raw")), "raw").select("id", "image")
     parts = out_dir / "_index_parts"
     with timer("write_shards"):

@@ -34,6 +34,9 @@ def _pools(spark, run_dir: Path, cfg):
         if not runs.is_done(path):
             raise FileNotFoundError(f"mix pool {p.name!r} reads {path}, which is not a finished table; "
                                     f"run `sluice curate downsample` first or fix mix.pools[].table")
+        if runs.stale_reason(path):
+            raise FileNotFoundError(f"mix pool {p.name!r} reads {path}, which is stale ({runs.stale_reason(path)}); "
+                                    f"redo it first (`sluice curate run` redoes every stale stage)")
         df = read_input(spark, str(path))
         where = pool_filter(p.concepts, p.min_score, p.where)
         check_where(spark, df.schema, p.name, where)
@@ -58,7 +61,7 @@ def run(spark, run_dir: str | Path, cfg: CurateConfig, force: bool = False) -> d
 
     run_dir = runs.local_path(run_dir)
     out_dir, audit_dir = runs.stage_dir(run_dir, TABLE), runs.stage_dir(run_dir, AUDIT)
-    if runs.is_done(out_dir) and runs.is_done(audit_dir) and not force:
+    if runs.is_current(out_dir) and runs.is_current(audit_dir) and not force:
         log.info("mix %s is done; skipping (use --force to redo it)", out_dir)
         return runs.read_manifest(out_dir)
     runs.prepare(out_dir, force=True)

@@ -14,14 +14,8 @@ from tools.counts import table_counts
 
 log = logging.getLogger(__name__)
 
-# The stages whose table carries rules, and where their rules live in the config.
-RULES = {"stage1": lambda cfg: cfg.stage1.rules, "stage2": lambda cfg: cfg.stage2.rules}
-
-
 def run(spark, table_dir: Path, stage: str, cfg: CurateConfig) -> dict:
-    if stage not in RULES:
-        raise ValueError(f"stage {stage!r} has no rules to re-apply; choose one of {', '.join(RULES)}")
-    rules = RULES[stage](cfg)
+    rules = cfg.rules(stage)
     before = runs.read_manifest(table_dir)
     df = read_table(spark, str(table_dir), stage)
     check_rules(spark, df.schema, rules, where=f"{stage}.rules")

@@ -1,9 +1,10 @@
 """Stage 3: captions for every kept row of the latest funnel table, in each style and language.
 
-Reads the kept rows (no drop_reason, no error) of pool, stage2 or stage1, joins raw for pixels and
-stage1 for OCR, runs the configured captioner and the caption checks, and writes the `captions` table:
-one row per (sample, style, lang), with the text, or the check that dropped it, or the error. Every
-input row has at least one row out. With no captioner configured only the cleaned alt text is kept.
+Reads the kept rows (no drop_reason, no error) of mix, pool, stage2 or stage1 (the mix: each sample once,
+however many copies the mix holds), joins raw for pixels and stage1 for alt text and OCR, runs the
+configured captioner and the caption checks, and writes the `captions` table: one row per (sample, style,
+lang), with the text, or the check that dropped it, or the error. Every input sample has at least one row
+out. With no captioner configured only the cleaned alt text is kept.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ from tools import runs
 log = logging.getLogger(__name__)
 
 TABLE = "stage3"  # the folder; the table inside is a `captions` table
-FUNNEL = ("pool", "stage2", "stage1")  # latest first
+FUNNEL = ("mix", "pool", "stage2", "stage1")  # latest first
 NO_CAPTIONER = ("no captioner configured (stage3.captioner.backend=none): only the cleaned alt text is kept, "
                 "as style alt; configure a transformers or served captioner for the other styles")
 
 
 def input_table(run_dir: Path, choice: str) -> str:
-    """The funnel table to caption: the one named, or the latest finished one."""
+    """The funnel table to caption: the one named, or the latest finished one; never a stale one."""
+    from curation.pipeline import check_current
+
     names = FUNNEL if choice == "auto" else (choice,)
     for name in names:
         if runs.is_done(runs.stage_dir(run_dir, name)):
+            check_current(run_dir, name)  # a stale latest table is an error, not a reason to fall back
             return name
     raise FileNotFoundError(f"no finished {' or '.join(names)} table in {run_dir}; run `sluice curate stage1` "
                             f"(or the later stages) first")
@@ -140,8 +144,11 @@ def kept_rows(spark, run_dir: Path, table: str, with_pixels: bool, with_emb: boo
 
     from curation.spark import read_table
 
-    df = read_table(spark, str(runs.stage_dir(run_dir, table)), table)
-    df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull())
+    if table == "mix":
+        df = mix_samples(spark, run_dir)
+    else:
+        df = read_table(spark, str(runs.stage_dir(run_dir, table)), table)
+        df = df.where(F.col("drop_reason").isNull() & F.col("error").isNull())
     cols = ["id", "uri", "alt_text", "alt_lang"] + (["ocr_text"] if "ocr_text" in df.columns else [])
     cols += ["img_emb"] if with_emb and "img_emb" in df.columns else []
     df = df.select(*cols)
@@ -155,6 +162,24 @@ def kept_rows(spark, run_dir: Path, table: str, with_pixels: bool, with_emb: boo
         raw = read_table(spark, str(runs.stage_dir(run_dir, "raw")), "raw").select("id", "image")
         df = df.join(raw, "id", "inner")
     return df
+
+
+def mix_samples(spark, run_dir: Path):
+    """Each sample of the mix once, with its stage-1 row (alt text, OCR). The mix's rows must all be this run's:
+    stage 3 and export take pixels from its raw table."""
+    from pyspark.sql import functions as F
+
+    from curation.spark import read_table
+
+    ids = read_table(spark, str(runs.stage_dir(run_dir, "mix")), "mix").select("id").distinct()
+    s1 = read_table(spark, str(runs.stage_dir(run_dir, "stage1")), "stage1")
+    df = ids.join(s1.withColumn("_in_run", F.lit(True)), "id", "left")
+    missing = df.where(F.col("_in_run").isNull()).count()
+    if missing:
+        raise ValueError(f"{missing} samples of {runs.stage_dir(run_dir, 'mix')} are not in this run's stage1 "
+                         f"table: a mix pool reads another run's table. Stage 3 and export take pixels and alt "
+                         f"text from this run; run the mix in the run its pools come from")
+    return df.drop("_in_run")
 
 
 def caption_counts(out_dir: Path) -> dict:

@@ -2,7 +2,9 @@
 
 It shows every finished stage's counts as a funnel, what was dropped per rule and what failed per
 error kind, a histogram per signal with its rule's threshold marked, and thumbnails of kept samples and
-of dropped samples per reason. Read with pyarrow from the tables and manifests; Spark is not needed.
+of dropped samples per reason; then stage 3's captions and checks, the export's shards per aspect bucket,
+and the toy model `make demo` trains on them. Read with pyarrow from the tables and manifests; Spark is
+not needed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ section{margin:2rem 0}table{border-collapse:collapse}td,th{padding:.25rem .6rem;
 .grid{display:flex;flex-wrap:wrap;gap:8px}.grid figure{margin:0;width:160px;font-size:11px;color:#444}
 .grid img{max-width:160px;max-height:160px;display:block;background:#f4f4f4}
 .grid figcaption{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.caps .grid figure{width:240px}.caps .grid figcaption{white-space:normal;max-height:9em;overflow:auto}
+.stale{color:#b45309}.err{color:#b91c1c}
 """
 
 
@@ -45,13 +49,40 @@ def _finished(run_dir: Path):
             if runs.is_done(runs.stage_dir(run_dir, st.table))]
 
 
-def _funnel(done) -> dict[str, int]:
+def _funnel(done, run_dir: Path, export_dir: Path | None) -> dict[str, int]:
     first = done[0][1]
     funnel = {f"input ({first['input']['format']})": first["input"]["records"]}
     for st, m in done:
         out = m["output"]
         funnel[f"{st.name}: {'kept' if 'kept' in out else 'usable'}"] = out.get("kept", out.get("usable", out["rows"]))
+    s3 = runs.stage_dir(run_dir, "stage3")
+    if runs.is_done(s3):
+        funnel["stage3: captioned"] = runs.read_manifest(s3)["output"].get("samples_with_caption", 0)
+    if export_dir is not None:
+        funnel["export: in shards"] = runs.read_manifest(export_dir).get("samples", 0)
     return funnel
+
+
+def _export_dir(run_dir: Path) -> Path | None:
+    """The run's export folder: where stage 3's run config put it, else <run>/export; None when unfinished."""
+    path = runs.stage_dir(run_dir, "export")
+    s3 = runs.stage_dir(run_dir, "stage3")
+    if not runs.is_done(path) and runs.is_done(s3):
+        configured = (runs.read_manifest(s3).get("config", {}).get("export") or {}).get("dir")
+        path = runs.local_path(configured) if configured else path
+    return path if runs.is_done(path) else None
+
+
+def _stale_note(run_dir: Path, export_dir: Path | None) -> str:
+    from curation.pipeline import TABLE_ORDER
+
+    dirs = [runs.stage_dir(run_dir, t) for t in TABLE_ORDER if t != "export"] + ([export_dir] if export_dir else [])
+    stale = [(p.name, runs.stale_reason(p)) for p in dirs if runs.stale_reason(p)]
+    if not stale:
+        return ""
+    items = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(why)}</li>" for n, why in stale)
+    return (f"<div class='stale'><p><b>Stale tables</b> (built from an earlier table that has changed since; "
+            f"`sluice curate run` redoes them):</p><ul>{items}</ul></div>")
 
 
 def _histograms(table_dir: Path, rules: list[dict]) -> str:
@@ -101,6 +132,21 @@ def _errors(raw_dir: Path) -> str:
     return f"<table><tr><th>key</th><th>kind</th><th>error</th></tr>{body}</table>"
 
 
+def _later_sections(run_dir: Path, export_dir: Path | None, out_dir: Path) -> list[tuple[str, str]]:
+    """Stage 3, the export and the demo's toy model, each when the run has it."""
+    from curation.report import captions, shards
+
+    out = []
+    if runs.is_done(runs.stage_dir(run_dir, "stage3")):
+        out.append(("Stage 3: captions and caption checks", captions.section(run_dir, out_dir)))
+    if export_dir is not None:
+        out.append(("Export: training shards", shards.section(export_dir, out_dir)))
+    toy = shards.demo_model_section(run_dir, out_dir)
+    if toy is not None:
+        out.append(("Demo: a toy model trained a few steps on these shards", toy))
+    return out
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write `<run>/report/index.html` (and its thumbnails); return its path."""
     run_dir = runs.local_path(run_dir)
@@ -117,8 +163,9 @@ def write_report(run_dir: str | Path) -> Path:
     # Every stage's thresholds, in funnel order: later tables carry the earlier signals (stage 2 keeps
     # stage 1's) and downsampling has no rules of its own; signals the last table lacks are skipped.
     rules = [r for st, m in done if st.name != "ingest" for r in m.get("config", {}).get(st.name, {}).get("rules", [])]
+    export_dir = _export_dir(run_dir)
     sections = [
-        ("Funnel", bar_chart(_funnel(done), "bar ok")),
+        ("Funnel", _stale_note(run_dir, export_dir) + bar_chart(_funnel(done, run_dir, export_dir), "bar ok")),
         ("Dropped by rule", bar_chart(dict(sorted(dropped.items(), key=lambda kv: -kv[1])), "bar drop")
          if dropped else "<p>Nothing dropped.</p>"),
         ("Failed records by kind", bar_chart(errors, "bar err") if errors else "<p>No record failed.</p>"),
@@ -137,6 +184,7 @@ def write_report(run_dir: str | Path) -> Path:
         from curation.report.stage2 import section as stage2_section
 
         sections.insert(2, ("Stage 2: embeddings, duplicates, tiers and tags", stage2_section(run_dir / "stage2")))
+    sections[-2:-2] = _later_sections(run_dir, export_dir, out_dir)
     body = "".join(f"<section><h2>{title}</h2>{content}</section>" for title, content in sections)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Sluice run {html.escape(run_dir.name)}"
             f"</title><style>{_CSS}</style></head><body><h1>Sluice run: {html.escape(run_dir.name)}</h1>"

@@ -120,7 +120,7 @@ def test_reads_the_latest_funnel_table_and_exports_its_tags(spark, synthetic):
     assert meta["signals"]["aesthetic"] == 5.5 and "content_hash" not in meta["signals"]
 
 
-def test_pipeline_chains_caption_stages_only_with_a_captioner():
+def test_pipeline_chains_caption_stages_with_a_captioner_or_when_asked():
     from curation import pipeline
 
     plain = [s.name for s in pipeline.stages_until(None, CurateConfig())]
@@ -128,8 +128,10 @@ def test_pipeline_chains_caption_stages_only_with_a_captioner():
     cfg = CurateConfig.model_validate({"stage3": {"captioner": {"backend": "transformers", "model": "x"}}})
     assert [s.name for s in pipeline.stages_until(None, cfg)][-2:] == ["stage3", "export"]
     assert pipeline.stage("export").reads == "stage3"
-    with pytest.raises(ValueError, match="when stage3.captioner is configured"):
-        pipeline.stages_until("stage3", CurateConfig())
+    # --until opts in without a captioner: stage 3 keeps the cleaned alt text only (what the demo exports)
+    assert [s.name for s in pipeline.stages_until("export", CurateConfig())][-2:] == ["stage3", "export"]
+    with pytest.raises(ValueError, match="not a stage"):
+        pipeline.stages_until("stage9", CurateConfig())
 
 
 def test_config_errors_say_what_to_set():
