@@ -514,3 +514,32 @@ def test_train_pairs_command_reads_label_studio_labels(tmp_path):
     res = CliRunner().invoke(app, ["pairs", "--generated", str(tmp_path / "nope"), "--labels",
                                    str(tmp_path / "g" / "labels"), "-o", str(tmp_path / "p2")])
     assert res.exit_code == 2 and "sluice generate --out" in res.output
+
+
+def test_a_ct_stage_trains_on_machine_and_human_selected_sources(stage_config, scored_export, tmp_path):
+    import pandas as pd
+
+    from annotation.labels import write_labels
+    from training.engine.loop import Trainer
+
+    export, samples = scored_export
+    picked = [m["id"] for _, m in samples[:12]]
+    rows = [{"id": i, "uri": None, "task": "showcase", "label": "photography", "annotator": "a", "round": 1,
+             "source": "human", "agreement": 1.0, "flag": None, "ls_task_id": k, "created_at": None}
+            for k, i in enumerate(picked)]
+    write_labels(pd.DataFrame(rows), tmp_path / "labels")
+    stage_config["data"]["sources"] = {
+        "machine": {"path": str(export), "weight": 0.7, "min_signals": {"aesthetic": 5.0}, "signal_in": {"tier": ["A"]}},
+        "human": {"path": str(export), "weight": 0.3,
+                  "labels": {"path": str(tmp_path / "labels"), "keep": ["art", "photography", "design"]}}}
+    stage_config["stage"] = {"name": "ct", "base": "full"}
+    tr = Trainer(_cfg(stage_config))
+    signals = {m["id"]: m["signals"] for _, m in samples}
+    seen = set()
+    for _, batch in zip(range(4), tr.data):
+        for sid, src in zip(batch["ids"], batch["sources"]):
+            seen.add(src)
+            s = signals[sid]
+            assert (src == "human" and sid in picked) or (src == "machine" and s["aesthetic"] >= 5 and s["tier"] == "A")
+    assert seen == {"machine", "human"}
+    assert math.isfinite(tr.train_step(batch)["loss"])
