@@ -315,10 +315,10 @@ class Trainer:
         if self.rank or self.distributed:
             return None  # sampling a sharded model needs every rank; left to `sluice generate` on the export
         run, (w, h) = self.cfg.run, size or self.last_size
-        aesthetics = list(run.sample_aesthetics) if self.vmix is not None and run.sample_aesthetics else None
-        prompts = list(run.sample_prompts)
-        if aesthetics:  # every prompt under every aesthetic label: what the adapter changes, side by side
-            prompts, aesthetics = [p for _ in aesthetics for p in prompts], [a for a in aesthetics for _ in run.sample_prompts]
+        prompts, aesthetics = list(run.sample_prompts), None
+        if self.vmix is not None and run.sample_aesthetics:  # every prompt under every label, side by side
+            pairs = [(p, a) for a in run.sample_aesthetics for p in run.sample_prompts]
+            prompts, aesthetics = [p for p, _ in pairs], [a for _, a in pairs]
         with self.ema.applied(self.nets):
             images = self.pipeline()(prompts, w, h, run.sample_steps, run.cfg_scale, run.seed, aesthetics)
         grid = Image.fromarray(np.concatenate([np.asarray(im) for im in images], axis=1))
