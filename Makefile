@@ -35,9 +35,12 @@ system-deps:
 	  else echo "note: missing Debian packages:$$missing (apt-get install $(SYSTEM_PACKAGES))"; fi; \
 	fi
 
+# The corpus -> the funnel through stage 3 (alt text, checked) and export -> the shards read back with webdataset
+# and HF datasets -> a TOY model trained a few steps on them, one sample image -> the report shows it all.
 demo: system-deps $(STAMP)
 	$(BIN)/python -m tools.sample_corpus --out $(DEMO_CORPUS)
-	$(BIN)/sluice curate run --input $(DEMO_CORPUS)/images --output $(DEMO_RUN)
+	$(BIN)/sluice curate run --input $(DEMO_CORPUS)/images --output $(DEMO_RUN) --until export
+	$(BIN)/python -m tools.demo --run $(DEMO_RUN)
 
 $(LS_EXE): $(STAMP)
 	$(BIN)/sluice annotate server install
