@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tools.config import Frozen, apply_override, read_yaml, validate
+from training.rewards.config import FeedbackConfig
 
 
 class ModelConfig(Frozen):
@@ -112,6 +113,7 @@ class ObjectiveConfig(Frozen):
     ref_tokens: int = Field(256, ge=1)
     t_buckets: int = Field(4, ge=1)
     dpo: DPOConfig = DPOConfig()
+    feedback: FeedbackConfig = FeedbackConfig()  # reward models and rollout of the reward_feedback term
 
     @field_validator("terms")
     @classmethod

@@ -8,6 +8,10 @@ sample of the export format (docs/export-format.md) whose `<key>.jpg` is the pre
 `<key>.lose.jpg`, the rejected one; its caption is the prompt (short style, in the prompt's language) and its
 aesthetic caption the aesthetic part. Nothing is lost: `pairs.jsonl` beside the shards says what became of
 every record (winner, loser, or why it was left out), and `_manifest.json` counts it.
+
+Two more sources of pairs (RLHF): a reward model's scores (`build_ranked_pairs`: best against worst of each
+group, for rewards no gradient can follow, e.g. OCR), and Label Studio's pairwise template
+(`build_pairwise_pairs`: `pairwise.jsonl` lists the tasks, the labels table holds left/right per task).
 """
 
 from __future__ import annotations
@@ -127,6 +131,109 @@ def _jpeg(path: Path) -> tuple[bytes, tuple[int, int]]:
 
 def build_pairs(folder: Path, verdicts: dict[str, str], out: Path, shard_size: int = 1000) -> dict:
     """Write preference shards for the generated `folder` under `out` (an export-format folder); returns counts."""
+    return _build(folder, out, shard_size, lambda records: pair_records(records, verdicts))
+
+
+def rank_pairs(records: list[dict], scores: dict[str, float], margin: float = 0.1
+               ) -> tuple[list[tuple[dict, dict]], list[dict]]:
+    """Pairs from a reward model's scores instead of good/bad verdicts: in each (prompt, aesthetic) group the
+    best image is paired with the worst, the second best with the second worst, and so on, while the two differ
+    by at least `margin` (a closer pair is noise for Diffusion-DPO). Every image is in at most one pair."""
+    import math
+
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    outcomes: dict[str, dict] = {}
+    for rec in records:
+        s = scores.get(rec["id"])
+        if s is None or (isinstance(s, float) and math.isnan(s)):
+            outcomes[rec["id"]] = {"id": rec["id"], "outcome": "no_score",
+                                   "reason": "the reward gave no score (e.g. the prompt quotes no text)"}
+        else:
+            groups[rec["prompt"], rec["aesthetic"]].append(rec)
+    pairs = []
+    for _, group in sorted(groups.items()):
+        ranked = sorted(group, key=lambda r: (-scores[r["id"]], r["id"]))
+        for k in range(len(ranked) // 2):
+            win, lose = ranked[k], ranked[-1 - k]
+            if scores[win["id"]] - scores[lose["id"]] < margin:
+                break
+            pairs.append((win, lose))
+            outcomes[win["id"]] = {"id": win["id"], "outcome": "winner", "reason": None}
+            outcomes[lose["id"]] = {"id": lose["id"], "outcome": "loser", "reason": None}
+        for rec in ranked:
+            outcomes.setdefault(rec["id"], {"id": rec["id"], "outcome": "unpaired", "reason":
+                                            f"no image of its prompt and aesthetic scores {margin} apart from it"})
+    return pairs, [outcomes[r["id"]] for r in records]
+
+
+def build_ranked_pairs(folder: Path, scores: dict[str, float], out: Path, margin: float = 0.1,
+                       shard_size: int = 1000) -> dict:
+    """Preference shards from reward scores per record id (a reward model ranks instead of annotators)."""
+    return _build(folder, out, shard_size, lambda records: rank_pairs(records, scores, margin))
+
+
+PAIRWISE = "pairwise.jsonl"
+
+
+def pairwise_id(left: str, right: str) -> str:
+    return hashlib.sha1(f"{left}|{right}".encode()).hexdigest()[:32]
+
+
+def write_pairwise(folder: Path, pairs: list[tuple[str, str]]) -> list[dict]:
+    """The pairwise tasks over a generated folder: `pairwise.jsonl`, one {id, left, right} per pair of record
+    ids. A Label Studio task of the pairwise template carries `sample_id` = this id, `image_left` and
+    `image_right` = the two files, `caption` = their prompt; its answer (`preference`: left or right) comes
+    back in the labels table under that id."""
+    rows = [{"id": pairwise_id(a, b), "left": a, "right": b} for a, b in pairs]
+    with open(Path(folder) / PAIRWISE, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return rows
+
+
+def pairwise_pairs(records: list[dict], tasks: list[dict], answers: dict[str, str]
+                   ) -> tuple[list[tuple[dict, dict]], list[dict]]:
+    """(pairs (winner, loser), one outcome per record) from pairwise tasks and their answers (left/right)."""
+    by_id = {r["id"]: r for r in records}
+    pairs, won, lost = [], defaultdict(int), defaultdict(int)
+    for task in tasks:
+        side = answers.get(task["id"])
+        if side not in ("left", "right") or task["left"] not in by_id or task["right"] not in by_id:
+            continue
+        win, lose = (task["left"], task["right"]) if side == "left" else (task["right"], task["left"])
+        pairs.append((by_id[win], by_id[lose]))
+        won[win] += 1
+        lost[lose] += 1
+    outcomes = []
+    for rec in records:
+        w, l = won[rec["id"]], lost[rec["id"]]
+        if not w and not l:
+            outcomes.append({"id": rec["id"], "outcome": "unpaired", "reason": "in no answered pairwise task"})
+        else:
+            outcome = "winner" if not l else "loser" if not w else "mixed"
+            outcomes.append({"id": rec["id"], "outcome": outcome, "reason": None if outcome != "mixed" else
+                             f"won {w}, lost {l} of its pairs"})
+    return pairs, outcomes
+
+
+def build_pairwise_pairs(folder: Path, labels: Path, out: Path, task: str = "preference",
+                         shard_size: int = 1000) -> dict:
+    """Preference shards from Label Studio's pairwise template: `pairwise.jsonl` in the generated folder and
+    the labels table pulled for it (majority answer per pair)."""
+    from tools.tables import read_majority_labels
+
+    path = Path(folder) / PAIRWISE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; the pairwise tasks of a generated folder are listed there "
+                                "(training/data/preference.py write_pairwise) before they go to Label Studio")
+    tasks = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    answers = read_majority_labels(labels, task)
+    return _build(folder, out, shard_size, lambda records: pairwise_pairs(records, tasks, answers))
+
+
+def _build(folder: Path, out: Path, shard_size: int, make_pairs) -> dict:
+    """Read the generated records and images, pair them with `make_pairs(records) -> (pairs, outcomes)`, write
+    the shards, `pairs.jsonl` (every record's outcome) and `_manifest.json`; returns counts."""
     folder, out = Path(folder), Path(out)
     records, bad_lines = read_generated(folder)
     jpgs, sizes, unreadable = {}, {}, []
@@ -135,7 +242,7 @@ def build_pairs(folder: Path, verdicts: dict[str, str], out: Path, shard_size: i
             jpgs[rec["id"]], sizes[rec["id"]] = _jpeg(folder / rec["file"])
         except (OSError, ValueError) as e:  # missing, truncated or not an image
             unreadable.append({"id": rec["id"], "outcome": "bad_image", "reason": f"{rec['file']}: {e}"})
-    pairs, outcomes = pair_records([r for r in records if r["id"] in jpgs], verdicts)
+    pairs, outcomes = make_pairs([r for r in records if r["id"] in jpgs])
     members = []
     for win, lose in pairs:
         key = hashlib.sha1(f"{win['id']}:{lose['id']}".encode()).hexdigest()[:32]

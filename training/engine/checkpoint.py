@@ -37,10 +37,11 @@ def set_rng_state(gen: torch.Generator, s: dict) -> None:
 
 
 def save(folder: Path, step: int, nets: nn.Module, opt, ema, data_state: dict, gen: torch.Generator,
-         distributed: bool = False) -> Path:
+         distributed: bool = False, terms: dict | None = None) -> Path:
+    """`terms`: the state of objective terms that keep one (e.g. the reward-feedback guard), by name."""
     path = Path(folder) / f"step-{step:08d}"
     path.mkdir(parents=True, exist_ok=True)
-    extra = {"step": step, "ema": ema.state_dict(), "data": data_state, "rng": rng_state(gen)}
+    extra = {"step": step, "ema": ema.state_dict(), "data": data_state, "rng": rng_state(gen), "terms": terms or {}}
     if distributed:
         import torch.distributed as dist
         import torch.distributed.checkpoint as dcp
@@ -64,8 +65,9 @@ def latest(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load(path: Path, nets: nn.Module, opt, ema, gen: torch.Generator, distributed: bool = False) -> tuple[int, dict]:
-    """Restore everything in place; returns (step, data state)."""
+def load(path: Path, nets: nn.Module, opt, ema, gen: torch.Generator, distributed: bool = False,
+         terms: dict | None = None) -> tuple[int, dict]:
+    """Restore everything in place (and the state of `terms` that keep one); returns (step, data state)."""
     if distributed:
         import torch.distributed as dist
         import torch.distributed.checkpoint as dcp
@@ -87,4 +89,7 @@ def load(path: Path, nets: nn.Module, opt, ema, gen: torch.Generator, distribute
         opt.load_state_dict(extra["optim"])
     ema.load_state_dict(extra["ema"])
     set_rng_state(gen, extra["rng"])
+    for name, term in (terms or {}).items():
+        if hasattr(term, "load_state_dict") and name in extra.get("terms", {}):
+            term.load_state_dict(extra["terms"][name])
     return extra["step"], extra["data"]

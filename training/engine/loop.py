@@ -141,9 +141,14 @@ class Trainer:
 
         last = checkpoint.latest(self.out / "checkpoints") if self.cfg.run.resume else None
         if last is not None:
-            self.step, data_state = checkpoint.load(last, self.nets, self.opt, self.ema, self.gen, self.distributed)
+            self.step, data_state = checkpoint.load(last, self.nets, self.opt, self.ema, self.gen, self.distributed,
+                                                    self.terms)
             self.data.load_state_dict(data_state)
             log.info("resumed from %s at step %d", last, self.step)
+
+    def term_states(self) -> dict:
+        """State of the objective terms that keep one across steps (saved in checkpoints for exact resume)."""
+        return {n: t.state_dict() for n, t in self.terms.items() if hasattr(t, "state_dict")}
 
     def lr_at(self, step: int) -> float:
         w = self.cfg.optim.warmup
@@ -186,6 +191,26 @@ class Trainer:
 
         return velocity, reference
 
+    def guided_fn(self, batch: dict):
+        """(x, t, cfg_scale, rows=None) -> the trained model's velocity as `sluice generate` runs it (no CFG
+        dropout; the unconditional branch has no aesthetic part). Conditioning is computed on first use only."""
+        memo = {}
+
+        def guided(x, t, cfg_scale=1.0, rows=None):
+            if not memo:
+                memo["cond"], memo["null"] = self.cond(batch["captions"]), self.cond.null(len(batch["captions"]))
+                aes = batch.get("aesthetics")
+                memo["choice"] = self.vmix.choose(aes) if self.vmix is not None and aes and any(aes) else None
+            pick = (lambda c: c) if rows is None else (lambda c: tuple(v[rows] for v in c))
+            choice = memo["choice"] if rows is None or memo["choice"] is None else memo["choice"][rows]
+            v = self.dit(x, t, *pick(memo["cond"]), None if choice is None else self.vmix(choice))
+            if cfg_scale == 1.0:
+                return v
+            vu = self.dit(x, t, *pick(memo["null"]))
+            return vu + cfg_scale * (v - vu)
+
+        return guided
+
     def loss(self, batch: dict):
         """(total loss, per-sample losses or None, their t or None, metrics of every term) for one batch."""
         from training.objectives.base import StepInputs
@@ -202,7 +227,7 @@ class Trainer:
             velocity, reference = self.velocity_fns(self.conditioning(batch))
             inp = StepInputs(x0, velocity, reference, self.gen, self.cfg.objective, self.dit.config.patch_size,
                              x0_lose, has_lose, list(batch["captions"]), list(batch.get("aesthetics") or []),
-                             self.vae.decode)
+                             self.vae.decode, guided=self.guided_fn(batch))
             total, metrics, losses, t = 0.0, {}, None, None
             for name, weight in self.cfg.objective.terms.items():
                 out = self.terms[name](inp)
@@ -266,11 +291,11 @@ class Trainer:
                 self.log(m, batch, flops, time.perf_counter() - t0)
             if run.ckpt_every and self.step % run.ckpt_every == 0 and self.step < steps:
                 save(self.out / "checkpoints", self.step, self.nets, self.opt, self.ema, self.data.state_dict(),
-                     self.gen, self.distributed)
+                     self.gen, self.distributed, self.term_states())
             if run.sample_every and self.step % run.sample_every == 0:
                 self.sample_grid()
         save(self.out / "checkpoints", self.step, self.nets, self.opt, self.ema, self.data.state_dict(), self.gen,
-             self.distributed)
+             self.distributed, self.term_states())
         log.info("trained to step %d in %.1fs", self.step, time.perf_counter() - tick)
         return losses
 

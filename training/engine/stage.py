@@ -67,4 +67,5 @@ class Reference:
 
 
 def needs_reference(cfg: TrainConfig) -> bool:
-    return "diffusion_dpo" in cfg.objective.terms
+    guard = "reward_feedback" in cfg.objective.terms and cfg.objective.feedback.guard.max_ratio is not None
+    return "diffusion_dpo" in cfg.objective.terms or guard
