@@ -453,6 +453,10 @@ SHIPPED_CONFIGS = {
     "ct.yaml": ["model.init_from={base}", "data.sources.machine.path={export}", "data.sources.human.path={export}",
                 "data.sources.human.labels.path={export}/labels"],
     "sft_vmix.yaml": ["model.init_from={base}", "data.sources.positives.path={export}"],
+    "rlhf.yaml": ["model.init_from={base}", "data.sources.real.path={export}",
+                  "objective.feedback.rewards.alignment.path=hf:{export}/clip",
+                  "objective.feedback.rewards.aesthetic.path={export}/aesthetic_head.safetensors",
+                  "objective.feedback.rewards.text.path={export}/text_proxy"],
 }
 
 
