@@ -37,6 +37,20 @@ def train(config: ConfigOpt = None, overrides: SetOpt = None, verbose: VerboseOp
         _fail(e)
 
 
+def quant_config(items: list[str]):
+    """QuantConfig from `part=mode` items (ConfigError naming the key and the fix when wrong)."""
+    from tools.config import ConfigError, validate
+    from training.config import QuantConfig
+
+    data = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--quant {item!r} is not of the form part=mode, e.g. --quant dit=int8_dynamic")
+        data[key.strip()] = value.strip()
+    return validate(QuantConfig, data, where="--quant")
+
+
 @app.command()
 def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeline folder written by `sluice train`")],
              prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="a prompt in zh or en; repeatable")],
@@ -46,11 +60,17 @@ def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeli
                  help="the aesthetic part of every prompt, e.g. 'soft light' (needs a VMix --adapter)")] = None,
              width: Annotated[int, typer.Option(help="pixels")] = 256,
              height: Annotated[int, typer.Option(help="pixels")] = 256,
-             steps: Annotated[int, typer.Option(help="Euler steps")] = 30,
-             cfg_scale: Annotated[float, typer.Option("--cfg", help="classifier-free guidance scale")] = 3.0,
+             steps: Annotated[Optional[int], typer.Option(
+                 help="sampling steps; default 30 Euler steps, or a TSCD student's own count (1, 2, 4...)")] = None,
+             cfg_scale: Annotated[Optional[float], typer.Option(
+                 "--cfg", help="classifier-free guidance scale; default 3, or 1 for a student (guidance distilled in)")] = None,
+             quant: Annotated[Optional[list[str]], typer.Option(
+                 help="quantize a part, e.g. dit=int8_dynamic, text=int8_weight, vae=none, backend=torch "
+                      "(repeatable; the rest as QuantConfig's defaults); default: as pipeline.json records")] = None,
              seed: Annotated[int, typer.Option(help="noise seed")] = 0,
              device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default cuda if present")] = None) -> None:
-    """Prompt -> image with the flow-matching Euler sampler, CFG and the training shift.
+    """Prompt -> image with the flow-matching Euler sampler, CFG and the training shift (a TSCD student: its
+    segment-jumping sampler in 1, 2 or 4 steps, no CFG); quantized as --quant or pipeline.json says.
 
     Writes <out>/<id>.png and a line per image in <out>/generated.jsonl (id, file, prompt, aesthetic, seed,
     model): the folder `sluice annotate generated push` labels and `sluice pairs` pairs."""
@@ -63,9 +83,10 @@ def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeli
     prompts = list(prompt)
     aesthetics = [aesthetic or ""] * len(prompts)
     try:
-        pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"), adapter)
+        qcfg = quant_config(quant) if quant else None
+        pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"), adapter, qcfg)
         images = pipe(prompts, width, height, steps, cfg_scale, seed, aesthetics if aesthetic else None)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ImportError) as e:
         _fail(e)
     name = f"{model}" + (f"+{adapter}" if adapter else "")
     start = sum(1 for _ in open(out / "generated.jsonl")) if (out / "generated.jsonl").is_file() else 0

@@ -103,6 +103,36 @@ class DPOConfig(Frozen):
     beta: float = Field(1000.0, gt=0)
 
 
+class TSCDPhase(Frozen):
+    segments: int = Field(ge=1)  # k: the solver grid from t=1 to 0 split into k segments
+    steps: int = Field(ge=1)  # training steps of this phase; the last phase goes on to run.steps
+
+
+class TSCDConfig(Frozen):
+    """Trajectory-segmented consistency distillation (Hyper-SD; training/objectives/consistency.py)."""
+
+    # k lowers phase by phase (8 -> 4 -> 2 -> 1), each going on from the previous one's weights: a student
+    # exported after the k-segment phase samples in k steps
+    schedule: list[TSCDPhase] = Field(default_factory=lambda: [TSCDPhase(segments=k, steps=1000) for k in (8, 4, 2, 1)],
+                                      min_length=1)
+    # the teacher's Euler grid, shifted as the sampler shifts it; segment boundaries lie on it, so every k divides it
+    solver_steps: int = Field(48, ge=1)
+    cfg_scale: float = Field(3.0, ge=1)  # the teacher's CFG, distilled into the student (which samples without)
+    loss: Literal["l2", "huber"] = "l2"
+    huber_c: float = Field(0.001, gt=0)  # huber: sqrt(d^2 + c^2) - c
+
+    @model_validator(mode="after")
+    def _phases(self):
+        ks = [p.segments for p in self.schedule]
+        if any(a <= b for a, b in zip(ks, ks[1:])):
+            raise ValueError(f"schedule segments {ks} must decrease phase by phase, e.g. 8 -> 4 -> 2 -> 1")
+        bad = [k for k in ks if self.solver_steps % k]
+        if bad:
+            raise ValueError(f"solver_steps={self.solver_steps} is not divisible by segments {bad}: segment "
+                             f"boundaries must lie on the solver grid; use e.g. solver_steps=48 for 8, 4, 2, 1")
+        return self
+
+
 class ObjectiveConfig(Frozen):
     # The loss is the weighted sum of these terms (training/objectives: flow_matching, diffusion_dpo).
     terms: dict[str, float] = Field(default_factory=lambda: {"flow_matching": 1.0})
@@ -113,6 +143,7 @@ class ObjectiveConfig(Frozen):
     ref_tokens: int = Field(256, ge=1)
     t_buckets: int = Field(4, ge=1)
     dpo: DPOConfig = DPOConfig()
+    tscd: TSCDConfig = TSCDConfig()  # the tscd term: segments schedule, teacher solver and CFG
     feedback: FeedbackConfig = FeedbackConfig()  # reward models and rollout of the reward_feedback term
 
     @field_validator("terms")
@@ -149,6 +180,24 @@ class VMixConfig(Frozen):
     hidden: int | None = None  # width of the label features; None: the DiT width
 
 
+# int8_weight: int8 weights, float activations; int8_dynamic: int8 weights and per-token int8 activations
+# quantized at run time; fp8_*: the same in float8 (CUDA GPUs of compute capability >= 8.9 only)
+QuantMode = Literal["none", "int8_weight", "int8_dynamic", "fp8_weight", "fp8_dynamic"]
+
+
+class QuantConfig(Frozen):
+    """Quantization per part of a pipeline (training/quantize.py); as stage.qat, what fine-tuning fake-quantizes."""
+
+    dit: QuantMode = "int8_dynamic"  # the attention and MLP Linears of the DiT's blocks
+    text: QuantMode = "int8_weight"  # the frozen LLM and glyph encoder (their refiner and mapper stay)
+    vae: QuantMode = "none"  # the VAE's Linears (its convolutions stay: the int8 configs cover Linears)
+    # torchao, or torch's own dynamic int8 (torch.ao.quantization.quantize_dynamic, CPU, int8_dynamic only)
+    backend: Literal["torchao", "torch"] = "torchao"
+    # DiT block modules left in full precision (names or their last parts): adaLN modulation, which scales
+    # every activation of a block, is where int8 error hurts most (embeddings and proj_out are outside blocks)
+    keep: list[str] = Field(default_factory=lambda: ["mod", "mod_img", "mod_txt"])
+
+
 class StageConfig(Frozen):
     """What trains in this stage, and how the result is saved (a pipeline when the base trains, an adapter else)."""
 
@@ -157,6 +206,9 @@ class StageConfig(Frozen):
     conditioner: Literal["train", "frozen"] = "train"  # the text refiner, glyph mapper, type embeddings
     lora: LoRAConfig = LoRAConfig()
     vmix: VMixConfig | None = None  # an aesthetic adapter (training/models/adapters.py); trains when set
+    # quantization-aware fine-tuning: the DiT's block Linears train under int8 fake quantization as qat.dit says;
+    # the exported pipeline records qat, so loading it quantizes for real
+    qat: QuantConfig | None = None
 
 
 class OptimConfig(Frozen):
@@ -209,6 +261,16 @@ class TrainConfig(Frozen):
         if "diffusion_dpo" in self.objective.terms and self.stage.conditioner == "train":
             raise ValueError("objective.terms.diffusion_dpo compares with the frozen model the stage starts from, "
                              "which shares the conditioner: freeze it (stage.conditioner=frozen)")
+        if "tscd" in self.objective.terms and self.stage.conditioner == "train":
+            raise ValueError("objective.terms.tscd distils the teacher (the frozen model the stage starts from), "
+                             "which shares the conditioner: freeze it (stage.conditioner=frozen)")
+        qat = self.stage.qat
+        if qat is not None and self.stage.base != "full":
+            raise ValueError(f"stage.qat fine-tunes the base's own weights under fake quantization: set "
+                             f"stage.base=full (got {self.stage.base})")
+        if qat is not None and qat.dit not in ("int8_weight", "int8_dynamic"):
+            raise ValueError(f"stage.qat.dit={qat.dit}: quantization-aware training fake-quantizes int8 here; "
+                             "use int8_dynamic or int8_weight")
         return self
 
 

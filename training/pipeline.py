@@ -8,12 +8,14 @@ have an aesthetic part (e.g. "soft light"), and CFG's unconditional branch has n
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
 
-from training.config import ObjectiveConfig, TextConfig, VAEConfig
+from training.config import ObjectiveConfig, QuantConfig, TextConfig, VAEConfig
 
+log = logging.getLogger(__name__)
 
 def build_conditioner(text: TextConfig, out_dim: int):
     from training.models.text_encoder import Conditioner, GlyphEncoder, LLMTextEncoder
@@ -43,10 +45,24 @@ def load_trained(folder: Path, text: TextConfig | None = None):
 
 class Pipeline:
     def __init__(self, dit, conditioner, vae, objective: ObjectiveConfig, text: TextConfig, vae_cfg: VAEConfig,
-                 vmix=None):
+                 vmix=None, sampler: dict | None = None, quant: QuantConfig | None = None):
+        """sampler: None for the Euler sampler with CFG, or a distilled student's (training/objectives/
+        consistency.py `student_sampler`); quant: how loading quantizes this pipeline (training/quantize.py)."""
         self.dit, self.cond, self.vae = dit.eval(), conditioner.eval(), vae
         self.objective, self.text, self.vae_cfg = objective, text, vae_cfg
         self.vmix = vmix.eval() if vmix is not None else None
+        self.sampler, self.quant, self.quantized = sampler, quant, False
+
+    def default_steps(self) -> int:
+        return 30 if self.sampler is None else self.sampler["segments"]
+
+    def quantize(self, cfg: QuantConfig) -> dict[str, int]:
+        """Quantize the parts in place as `cfg` says (training/quantize.py); returns the Linears per part."""
+        from training.quantize import quantize_pipeline
+
+        counts = quantize_pipeline(self, cfg)
+        self.quant, self.quantized = cfg, True
+        return counts
 
     @property
     def device(self) -> torch.device:
@@ -68,8 +84,9 @@ class Pipeline:
         return self.vmix(choice)
 
     @torch.no_grad()
-    def latents(self, prompts: list[str], width: int, height: int, steps: int = 30, cfg_scale: float = 3.0,
-                seed: int = 0, aesthetics: list[str] | None = None) -> torch.Tensor:
+    def latents(self, prompts: list[str], width: int, height: int, steps: int | None = None,
+                cfg_scale: float | None = None, seed: int = 0, aesthetics: list[str] | None = None) -> torch.Tensor:
+        """steps None: 30 Euler steps, or a student's segments; cfg_scale None: 3, or 1 for a student."""
         from training.objectives.flow_matching import euler_sample
 
         f = self.vae.factor
@@ -79,12 +96,22 @@ class Pipeline:
         noise = torch.randn(len(prompts), self.vae.channels, height // f, width // f, generator=g).to(self.device)
         cond, uncond = self.cond(prompts), self.cond.null(len(prompts))
         adapter = self.adapter_output(aesthetics, len(prompts))
-        obj = self.objective
-        return euler_sample(lambda x, t: self.dit(x, t, *cond, adapter), noise, steps, obj.base_shift,
-                            obj.ref_tokens, self.dit.config.patch_size, cfg_scale, lambda x, t: self.dit(x, t, *uncond))
+        obj, steps = self.objective, steps or self.default_steps()
+        model, null = (lambda x, t: self.dit(x, t, *cond, adapter)), (lambda x, t: self.dit(x, t, *uncond))
+        if self.sampler is not None:  # a TSCD student: jumps between its segment boundaries, guidance distilled in
+            from training.objectives.consistency import segment_sample
 
-    def __call__(self, prompts: list[str], width: int, height: int, steps: int = 30, cfg_scale: float = 3.0,
-                 seed: int = 0, aesthetics: list[str] | None = None) -> list:
+            if steps != self.sampler["segments"]:
+                log.warning("this student was distilled for %d steps; sampling in %d", self.sampler["segments"],
+                            steps)
+            return segment_sample(model, noise, steps, self.sampler["solver_steps"], obj.base_shift, obj.ref_tokens,
+                                  self.dit.config.patch_size, 1.0 if cfg_scale is None else cfg_scale, null)
+        cfg_scale = 3.0 if cfg_scale is None else cfg_scale
+        return euler_sample(model, noise, steps, obj.base_shift, obj.ref_tokens, self.dit.config.patch_size, cfg_scale,
+                            null)
+
+    def __call__(self, prompts: list[str], width: int, height: int, steps: int | None = None,
+                 cfg_scale: float | None = None, seed: int = 0, aesthetics: list[str] | None = None) -> list:
         """PIL images, one per prompt; `aesthetics`: one aesthetic part per prompt ("" for none), VMix only."""
         from PIL import Image
 
@@ -98,17 +125,31 @@ class Pipeline:
         if any("lora_" in n for n, _ in self.dit.named_parameters()):
             raise ValueError("this DiT carries LoRA layers: save them as an adapter (training/models/adapters.py "
                              "save_adapter), over the base pipeline they were trained on")
-        folder = Path(folder)
-        self.dit.save_pretrained(folder / "transformer")
+        if self.quantized:
+            raise ValueError("this pipeline was quantized in memory: save the full-precision one; pipeline.json "
+                             "records `quant` and loading quantizes (training/quantize.py)")
+        folder, dit = Path(folder), self.dit
+        from training.quantize import has_fake_quant
+
+        if has_fake_quant(dit):  # after QAT: plain Linears with the trained weights; `quant` says how to load
+            import copy
+
+            from training.quantize import strip_fake_quant
+
+            dit = strip_fake_quant(copy.deepcopy(dit))
+        dit.save_pretrained(folder / "transformer")
         save_file({k: v.contiguous() for k, v in self.cond.saved_state().items()}, folder / "conditioner.safetensors")
         meta = {"text": self.text.model_dump(mode="json"), "vae": self.vae_cfg.model_dump(mode="json"),
-                "objective": self.objective.model_dump(mode="json"), "vae_kind": self.vae.kind}
+                "objective": self.objective.model_dump(mode="json"), "vae_kind": self.vae.kind,
+                "sampler": self.sampler, "quant": None if self.quant is None else self.quant.model_dump(mode="json")}
         (folder / "pipeline.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
         return folder
 
     @classmethod
-    def load(cls, folder: Path, device: str = "cpu", adapter: Path | None = None) -> "Pipeline":
-        """A saved pipeline, with a saved adapter (LoRA and/or VMix) applied over it when given."""
+    def load(cls, folder: Path, device: str = "cpu", adapter: Path | None = None,
+             quant: QuantConfig | None = None) -> "Pipeline":
+        """A saved pipeline, with a saved adapter (LoRA and/or VMix) applied over it when given, quantized as
+        `quant` says (None: as pipeline.json records, e.g. after QAT; not at all when it records nothing)."""
         from training.models.vae import load_vae
 
         folder = Path(folder)
@@ -118,11 +159,16 @@ class Pipeline:
         meta = json.loads((folder / "pipeline.json").read_text())
         text, vae_cfg = TextConfig(**meta["text"]), VAEConfig(**meta["vae"])
         dit, cond = load_trained(folder, text)
-        vmix = None
+        vmix, sampler = None, meta.get("sampler")
         if adapter is not None:
-            from training.models.adapters import load_adapter
+            from training.models.adapters import load_adapter, read_adapter_meta
 
             vmix = load_adapter(adapter, dit, cond)
+            sampler = read_adapter_meta(adapter).get("sampler") or sampler  # a LoRA student samples as one
         vae = load_vae(vae_cfg.path)
-        return cls(dit.to(device), cond.to(device), vae.to(device), ObjectiveConfig(**meta["objective"]), text, vae_cfg,
-                   None if vmix is None else vmix.to(device))
+        pipe = cls(dit.to(device), cond.to(device), vae.to(device), ObjectiveConfig(**meta["objective"]), text,
+                   vae_cfg, None if vmix is None else vmix.to(device), sampler)
+        quant = quant or (QuantConfig(**meta["quant"]) if meta.get("quant") else None)
+        if quant is not None:
+            pipe.quantize(quant)
+        return pipe

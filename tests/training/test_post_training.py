@@ -457,6 +457,8 @@ SHIPPED_CONFIGS = {
                   "objective.feedback.rewards.alignment.path=hf:{export}/clip",
                   "objective.feedback.rewards.aesthetic.path={export}/aesthetic_head.safetensors",
                   "objective.feedback.rewards.text.path={export}/text_proxy"],
+    "distill_tscd.yaml": ["model.init_from={base}", "data.sources.main.path={export}"],
+    "qat_int8.yaml": ["model.init_from={base}", "data.sources.main.path={export}"],
 }
 
 

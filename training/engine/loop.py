@@ -211,6 +211,25 @@ class Trainer:
 
         return guided
 
+    def null_reference(self):
+        """The reference velocity under the empty prompt (a guided teacher's unconditional branch), or None."""
+        if self.reference is None:
+            return None
+
+        def reference_null(x, t, rows=None):
+            with torch.no_grad():
+                null = self.cond.null(x.shape[0])
+                with self.reference.context(self.dit):
+                    return self.reference.model(self.dit)(x, t, *null)
+
+        return reference_null
+
+    def sampler(self) -> dict | None:
+        """How the exported model samples when the stage changed that (a TSCD student), for pipeline.json."""
+        from training.objectives.consistency import student_sampler
+
+        return student_sampler(self.cfg, self.step)
+
     def loss(self, batch: dict):
         """(total loss, per-sample losses or None, their t or None, metrics of every term) for one batch."""
         from training.objectives.base import StepInputs
@@ -228,6 +247,7 @@ class Trainer:
             inp = StepInputs(x0, velocity, reference, self.gen, self.cfg.objective, self.dit.config.patch_size,
                              x0_lose, has_lose, list(batch["captions"]), list(batch.get("aesthetics") or []),
                              self.vae.decode, guided=self.guided_fn(batch))
+            inp.reference_null, inp.step = self.null_reference(), self.step
             total, metrics, losses, t = 0.0, {}, None, None
             for name, weight in self.cfg.objective.terms.items():
                 out = self.terms[name](inp)
@@ -324,13 +344,15 @@ class Trainer:
         stage = self.cfg.stage
         with self.ema.applied(self.nets):
             cond = self.cond.saved_state() if stage.conditioner == "train" and stage.base != "full" else None
-            return save_adapter(self.out / "adapter", stage, self.dit, self.vmix, cond, self.cfg.model.init_from)
+            return save_adapter(self.out / "adapter", stage, self.dit, self.vmix, cond, self.cfg.model.init_from,
+                                sampler=self.sampler())
 
     def pipeline(self):
         from training.pipeline import Pipeline
 
         c = self.cfg
-        return Pipeline(self.dit, self.cond, self.vae, c.objective, c.text, c.vae, self.vmix)
+        return Pipeline(self.dit, self.cond, self.vae, c.objective, c.text, c.vae, self.vmix, sampler=self.sampler(),
+                        quant=c.stage.qat)
 
     def sample_grid(self, size: tuple[int, int] | None = None) -> Path | None:
         """Samples of run.sample_prompts with the EMA weights, as one PNG row (and in TensorBoard)."""
@@ -345,7 +367,9 @@ class Trainer:
             pairs = [(p, a) for a in run.sample_aesthetics for p in run.sample_prompts]
             prompts, aesthetics = [p for p, _ in pairs], [a for _, a in pairs]
         with self.ema.applied(self.nets):
-            images = self.pipeline()(prompts, w, h, run.sample_steps, run.cfg_scale, run.seed, aesthetics)
+            pipe = self.pipeline()  # a TSCD student samples in its own steps, without CFG
+            steps, cfg = (run.sample_steps, run.cfg_scale) if pipe.sampler is None else (None, None)
+            images = pipe(prompts, w, h, steps, cfg, run.seed, aesthetics)
         grid = Image.fromarray(np.concatenate([np.asarray(im) for im in images], axis=1))
         path = self.out / "samples" / f"step-{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -381,7 +405,8 @@ class Trainer:
         cond = build_conditioner(self.cfg.text, dit.config.text_dim)
         nn.ModuleDict({"dit": dit, "cond": cond}).load_state_dict({clean(k): v for k, v in full.items()}, strict=False)
         c = self.cfg
-        return Pipeline(dit, cond, self.vae.cpu(), c.objective, c.text, c.vae).save(self.out / "pipeline")
+        return Pipeline(dit, cond, self.vae.cpu(), c.objective, c.text, c.vae, sampler=self.sampler(),
+                        quant=c.stage.qat).save(self.out / "pipeline")
 
 
 def train(cfg: TrainConfig) -> Path:

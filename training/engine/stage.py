@@ -24,6 +24,10 @@ def apply_stage(cfg: TrainConfig, dit: nn.Module, conditioner: nn.Module):
         add_lora(dit, stage.lora)
     elif stage.base == "frozen":
         dit.requires_grad_(False)
+    if stage.qat is not None:  # before the EMA and optimizer see the parameters (fake quantizers keep their names)
+        from training.quantize import prepare_qat
+
+        prepare_qat(dit, stage.qat)
     if stage.conditioner == "frozen":
         conditioner.requires_grad_(False)
     vmix = None
@@ -67,5 +71,7 @@ class Reference:
 
 
 def needs_reference(cfg: TrainConfig) -> bool:
+    if "tscd" in cfg.objective.terms:  # distils the reference: it is the teacher
+        return True
     guard = "reward_feedback" in cfg.objective.terms and cfg.objective.feedback.guard.max_ratio is not None
     return "diffusion_dpo" in cfg.objective.terms or guard

@@ -157,7 +157,7 @@ ADAPTER_JSON = "adapter.json"
 
 
 def save_adapter(folder: Path, stage, dit: nn.Module, vmix: VMix | None, conditioner_state: dict | None,
-                 base: str | None) -> Path:
+                 base: str | None, sampler: dict | None = None) -> Path:
     """An adapter folder: adapter.json (the stage's LoRA/VMix config, the base it was trained on), the LoRA,
     VMix and (if it trained) conditioner weights as safetensors. Loaded over the base by `load_adapter`."""
     from safetensors.torch import save_file
@@ -173,7 +173,8 @@ def save_adapter(folder: Path, stage, dit: nn.Module, vmix: VMix | None, conditi
         save_file({k: v.contiguous() for k, v in conditioner_state.items()}, folder / "conditioner.safetensors")
     meta = {"stage": stage.name, "base": base, "lora": stage.lora.model_dump(mode="json") if lora else None,
             "vmix": stage.vmix.model_dump(mode="json") if vmix is not None else None,
-            "vmix_shape": list(vmix.label_emb.shape) if vmix is not None else None}
+            "vmix_shape": list(vmix.label_emb.shape) if vmix is not None else None,
+            "sampler": sampler}  # a distilled student's own sampler (training/pipeline.py), None: the base's
     (folder / ADAPTER_JSON).write_text(json.dumps(meta, indent=1, ensure_ascii=False))
     return folder
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 TERMS: dict[str, str] = {
     "flow_matching": "training.objectives.flow_matching:flow_matching_term",
     "diffusion_dpo": "training.objectives.dpo:diffusion_dpo_term",
+    "tscd": "training.objectives.consistency:TSCD",  # Hyper-SD consistency distillation (objective.tscd)
     "reward_feedback": "training.objectives.feedback:RewardFeedback",  # ReFL / DRaFT-K (objective.feedback)
 }
 

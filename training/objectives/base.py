@@ -27,6 +27,9 @@ class StepInputs:
     captions: list[str] = field(default_factory=list)  # the batch's prompts (content part), as conditioned on
     aesthetics: list[str] = field(default_factory=list)  # their aesthetic parts ("" for none)
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None  # latents -> pixels in [-1, 1], differentiable
+    # the reference under the empty prompt (CFG's unconditional branch; no gradients), kept with `reference`
+    reference_null: Velocity | None = None
+    step: int = 0  # the trainer's step (0-based) this batch trains: terms with a schedule read it
     # (x, t, cfg_scale, rows=None) -> velocity of the trained model as the sampler runs it: the batch's prompts and
     # aesthetic parts WITHOUT CFG dropout, guided against the empty prompt; gradients flow (terms that sample)
     guided: Velocity | None = None
