@@ -68,6 +68,10 @@ def choose_caption(meta: dict, styles: dict[str, float], langs: dict[str, float]
     return s, l, caps[s][l]
 
 
+# Second images a sample may carry -> the batch keys of their pixels and of the rows that have one.
+EXTRA_IMAGES = {"lose.jpg": ("pixels_lose", "has_lose"), "src.jpg": ("pixels_src", "has_src")}
+
+
 def aesthetic_text(meta: dict, lang: str) -> str:
     """The sample's `aesthetic` caption in `lang` (VMix's aesthetic part), "" when it has none."""
     caps = (meta.get("captions") or {}).get("aesthetic") or {}
@@ -131,7 +135,8 @@ class Source:
 
 class BucketBatches:
     """Yields batches {pixels (B,3,H,W), captions, aesthetics, langs, styles, ids, sources, bucket, size}, one
-    bucket per batch; with `pixels_lose` (B,3,H,W) and `has_lose` (B,) when some sample is a preference pair.
+    bucket per batch; with `pixels_lose` (B,3,H,W) and `has_lose` (B,) when some sample is a preference pair,
+    `pixels_src` and `has_src` when some sample is an edit pair (EXTRA_IMAGES).
     `aesthetics` is each sample's `aesthetic` caption in the language of its caption ("" when it has none)."""
 
     def __init__(self, sources: dict[str, tuple[list[str], float]], batch_size: int, seed: int = 0,
@@ -241,8 +246,8 @@ class BucketBatches:
                 self.skipped["no_caption"] += 1
                 continue
             try:
-                lose = decode_to(s.lose_jpg, size) if s.lose_jpg is not None else None
-                rows.append((decode_to(s.jpg, size), cap, s.key, name, aesthetic_text(s.meta, cap[1]), lose))
+                extra = {m: decode_to(s.extra[m], size) for m in EXTRA_IMAGES if m in s.extra}
+                rows.append((decode_to(s.jpg, size), cap, s.key, name, aesthetic_text(s.meta, cap[1]), extra))
             except Exception as e:  # a corrupt JPEG must not stop a training run  # noqa: BLE001
                 log.warning("sample %s of %s: image unreadable (%s); skipped", s.key, s.shard, e)
                 self.skipped["bad_image"] += 1
@@ -252,10 +257,11 @@ class BucketBatches:
                  "aesthetics": [r[4] for r in rows], "styles": [r[1][0] for r in rows],
                  "langs": [r[1][1] for r in rows], "ids": [r[2] for r in rows], "sources": [r[3] for r in rows],
                  "bucket": bucket, "size": size}
-        if any(r[5] is not None for r in rows):
-            zero = torch.zeros_like(rows[0][0])
-            batch["pixels_lose"] = torch.stack([zero if r[5] is None else r[5] for r in rows])
-            batch["has_lose"] = torch.tensor([r[5] is not None for r in rows])
+        zero = torch.zeros_like(rows[0][0])
+        for member, (pixels, has) in EXTRA_IMAGES.items():
+            if any(member in r[5] for r in rows):  # rows without this image get zeros and are masked out
+                batch[pixels] = torch.stack([r[5].get(member, zero) for r in rows])
+                batch[has] = torch.tensor([member in r[5] for r in rows])
         return batch
 
     def state_dict(self) -> dict:

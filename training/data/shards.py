@@ -1,7 +1,7 @@
 """Reading the export job's webdataset shards (docs/export-format.md): listing, splitting, streaming samples.
 
 A shard is a tar of `<key>.jpg` + `<key>.json` pairs (preference shards add `<key>.lose.jpg`, the rejected
-image; training/data/preference.py). Samples are read in tar order so that a position
+image, training/data/preference.py; edit shards `<key>.src.jpg`, the source image, training/data/edit_pairs.py). Samples are read in tar order so that a position
 (shard, sample index) identifies the next sample exactly, which is what makes resume exact. Training never
 imports curation: this module knows only the file format.
 """
@@ -13,7 +13,7 @@ import json
 import logging
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,17 @@ class Sample:
     jpg: bytes
     meta: dict
     shard: str
-    lose_jpg: bytes | None = None  # the rejected image of a preference pair (`<key>.lose.jpg`), else None
+    # members beyond jpg and json, by extension: `lose.jpg` (the rejected image of a preference pair),
+    # `src.jpg` (the source image of an edit pair)
+    extra: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def lose_jpg(self) -> bytes | None:
+        return self.extra.get("lose.jpg")
+
+    @property
+    def src_jpg(self) -> bytes | None:
+        return self.extra.get("src.jpg")
 
 
 def list_shards(spec: str | Path) -> list[str]:
@@ -99,7 +109,7 @@ def _sample(key: str, parts: dict, shard: str) -> Sample | None:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         log.warning("sample %s in %s has unreadable json (%s); skipped", key, shard, e)
         return None
-    return Sample(key, parts["jpg"], meta, shard, parts.get("lose.jpg"))
+    return Sample(key, parts["jpg"], meta, shard, {k: v for k, v in parts.items() if k not in ("jpg", "json")})
 
 
 def read_keys(shard: str, keys: set[str]) -> dict[str, Sample]:
