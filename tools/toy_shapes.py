@@ -107,11 +107,13 @@ def make_samples(n: int, size: int = 32, seed: int = 0, word_share: float = 0.15
     return out
 
 
-def write_shards(samples: list[tuple[Image.Image, dict]], export_dir: Path, shard_size: int = 500) -> list[Path]:
-    """Write samples as export-format shards: shards/<bucket>/shard-NNNNNN.tar, members <key>.jpg + <key>.json."""
+def write_shards(samples: list[tuple], export_dir: Path, shard_size: int = 500) -> list[Path]:
+    """Write samples as export-format shards: shards/<bucket>/shard-NNNNNN.tar, members <key>.jpg + <key>.json.
+
+    A sample is (image, meta) or (image, meta, {member: image}) for more images, e.g. an edit pair's `src.jpg`."""
     by_bucket: dict[str, list] = {}
-    for im, meta in sorted(samples, key=lambda s: s[1]["key"]):
-        by_bucket.setdefault(meta["aspect_bucket"], []).append((im, meta))
+    for sample in sorted(samples, key=lambda s: s[1]["key"]):
+        by_bucket.setdefault(sample[1]["aspect_bucket"], []).append(sample)
     paths = []
     for bucket, items in sorted(by_bucket.items()):
         folder = Path(export_dir) / "shards" / bucket
@@ -119,16 +121,78 @@ def write_shards(samples: list[tuple[Image.Image, dict]], export_dir: Path, shar
         for s in range(0, len(items), shard_size):
             path = folder / f"shard-{s // shard_size:06d}.tar"
             with tarfile.open(path, "w") as tar:
-                for im, meta in items[s:s + shard_size]:
-                    buf = io.BytesIO()
-                    im.save(buf, "JPEG", quality=95)
-                    for ext, data in (("jpg", buf.getvalue()), ("json", json.dumps(meta, ensure_ascii=False).encode())):
+                for im, meta, *more in items[s:s + shard_size]:
+                    images = {"jpg": im, **(more[0] if more else {})}
+                    members = []
+                    for ext, image in images.items():
+                        buf = io.BytesIO()
+                        image.save(buf, "JPEG", quality=95)
+                        members.append((ext, buf.getvalue()))
+                    for ext, data in members + [("json", json.dumps(meta, ensure_ascii=False).encode())]:
                         info = tarfile.TarInfo(f"{meta['key']}.{ext}")
                         info.size = len(data)
                         tar.addfile(info, io.BytesIO(data))
             paths.append(path)
     (Path(export_dir) / "_SUCCESS").write_text("")
     return paths
+
+
+EDIT_KINDS = ("colour", "shape", "word")
+
+
+def edit_instruction(kind: str, before: dict, after: dict, lang: str) -> str:
+    """The instruction that turns `before` into `after`: "把红色的圆变成蓝色" / "make the red circle blue"."""
+    if kind == "word":
+        if not before.get("word"):
+            return f"加上“{after['word']}”" if lang == "zh" else f'add the word "{after["word"]}"'
+        return (f"把“{before['word']}”换成“{after['word']}”" if lang == "zh"
+                else f'replace "{before["word"]}" with "{after["word"]}"')
+    c, sh = before["colour"], before["shape"]
+    if lang == "zh":
+        new = COLOURS[after["colour"]][1] if kind == "colour" else SHAPES[after["shape"]]
+        return f"把{COLOURS[c][1]}的{SHAPES[sh]}变成{new}"
+    return f"make the {c} {sh} {after['colour']}" if kind == "colour" else f"make the {c} {sh} a {after['shape']}"
+
+
+def blank(size: int, rng: random.Random) -> Image.Image:
+    return Image.new("RGB", (size, size), (250, 250, 250))
+
+
+def make_edit_pairs(n: int, size: int = 32, seed: int = 0, word_share: float = 0.2) -> list[tuple]:
+    """n instruction-editing pairs (target image, export json, {"src.jpg": source image}): change a shape's colour,
+    change its shape, or add/replace a rendered word. Source and target are drawn from the same random state, so
+    only the asked-for attribute differs; the json's `edit` says what changed, and the caption (style short) is
+    the instruction in zh and en. Every choice is a hash of (seed, i)."""
+    out = []
+    for i in range(n):
+        rng = random.Random(f"edit:{seed}:{i}")
+        key = hashlib.sha1(f"edit:{seed}:{i}".encode()).hexdigest()[:32]
+        state = rng.getstate()
+        if rng.random() < word_share:
+            kind = "word"
+            w2 = rng.choice(WORDS)
+            w1 = rng.choice([None, *[w for w in WORDS if w != w2]])  # None: add a word to a blank picture
+            before, after = {"word": w1}, {"word": w2}
+            src = draw_word(w1, size, rng) if w1 else blank(size, rng)
+            tgt = draw_word(w2, size, rng)
+        else:
+            kind = "colour" if rng.random() < 0.5 else "shape"
+            c, sh = rng.choice(sorted(COLOURS)), rng.choice(sorted(SHAPES))
+            before = {"colour": c, "shape": sh}
+            pool = sorted(COLOURS) if kind == "colour" else sorted(SHAPES)
+            new = rng.choice([v for v in pool if v != before[kind]])
+            after = {**before, kind: new}
+            state = rng.getstate()  # both pictures from here: same background, place, size and jitter
+            src = draw_shape(before["colour"], before["shape"], size, rng)
+            rng.setstate(state)
+            tgt = draw_shape(after["colour"], after["shape"], size, rng)
+        caps = {lang: edit_instruction(kind, before, after, lang) for lang in ("zh", "en")}
+        meta = {"id": key, "key": key, "source": "toy_edits", "uri": f"toy-edit://{seed}/{i}", "width": size,
+                "height": size, "aspect_bucket": f"{size}x{size}", "captions": {"short": caps},
+                "styles": ["short_en", "short_zh"], "signals": {}, "tags": [], "cluster_path": [],
+                "edit": {"kind": kind, "before": before, "after": after}}
+        out.append((tgt, meta, {"src.jpg": src}))
+    return out
 
 
 def toy_corpus() -> list[str]:

@@ -108,3 +108,76 @@ def pairs(generated: Annotated[Path, typer.Option(help="a folder written by `slu
     except (FileNotFoundError, ValueError) as e:
         _fail(e)
     typer.echo(f"{counts['pairs']} pairs in {out}: {counts} (each record's outcome in {out / 'pairs.jsonl'})")
+
+
+@app.command()
+def edit(image: Annotated[list[Path], typer.Option("--image", "-i", help="an image to edit; repeatable")],
+         instruction: Annotated[list[str], typer.Option(
+             "--instruction", "-t", help="what to change, zh or en; one for all images or one per image")],
+         out: Annotated[Path, typer.Option("--out", "-o", help="an output file (one image) or folder")],
+         model: Annotated[Path, typer.Option("--model", "-m", help="an edit pipeline folder (training/configs/edit.yaml)")],
+         steps: Annotated[Optional[int], typer.Option(help="Euler steps (default 30)")] = None,
+         cfg_scale: Annotated[Optional[float], typer.Option("--cfg", help="text guidance scale (default 3)")] = None,
+         seed: Annotated[int, typer.Option(help="noise seed")] = 0,
+         device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default cuda if present")] = None) -> None:
+    """Edit images as an instruction says ("把红色的圆变成蓝色" / "make the red circle blue")."""
+    from tools.deps import require
+
+    torch = require("torch", "train")
+    from PIL import Image, UnidentifiedImageError
+
+    from training.pipeline import Pipeline
+
+    if len(instruction) not in (1, len(image)):
+        _fail(ValueError(f"{len(instruction)} instructions for {len(image)} images; give one, or one per image"))
+    try:
+        sources = [Image.open(p).convert("RGB") for p in image]
+    except (OSError, UnidentifiedImageError) as e:
+        _fail(ValueError(f"cannot read an input image: {e}"))
+    texts = list(instruction) * len(image) if len(instruction) == 1 else list(instruction)
+    try:
+        pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        edited = [pipe.edit([src], [text], steps, cfg_scale, seed)[0] for src, text in zip(sources, texts)]
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    if len(edited) == 1 and out.suffix:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        edited[0].save(out)
+        typer.echo(f"edited image in {out}")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for path, im in zip(image, edited):
+        im.save(out / f"{path.stem}.edited.png")
+    typer.echo(f"{len(edited)} edited images in {out}")
+
+
+@app.command("edit-pairs")
+def edit_pairs(model: Annotated[Path, typer.Option("--model", "-m", help="the base pipeline folder that draws the pairs")],
+               specs: Annotated[Path, typer.Option(help="JSONL: prompt, edit_prompt, instruction {en, zh} per line")],
+               out: Annotated[Path, typer.Option("--out", "-o", help="folder for the edit shards")],
+               clip: Annotated[Optional[str], typer.Option(
+                   help="a CLIP for the filters: hf:PATH or open_clip:NAME[@CKPT] (none: unfiltered)")] = None,
+               size: Annotated[int, typer.Option(help="pixels (square)")] = 512,
+               t_share: Annotated[float, typer.Option(help="the shared trajectory ends at this t (0..1)")] = 0.7,
+               min_direction: Annotated[float, typer.Option(help="CLIP directional similarity to keep a pair")] = 0.1,
+               min_similarity: Annotated[float, typer.Option(help="CLIP source-target similarity to keep")] = 0.7,
+               seed: Annotated[int, typer.Option(help="noise seed of the first spec")] = 0) -> None:
+    """Edit pairs for instruction editing, drawn by the base model along a shared trajectory and filtered by
+    CLIP (docs/export-format.md, edit shards): a data source for training/configs/edit.yaml."""
+    from tools.deps import require
+
+    require("torch", "train")
+    from training.data.edit_pairs import make_edit_pairs
+    from training.pipeline import Pipeline
+
+    try:
+        towers = None
+        if clip:
+            from training.rewards.clip import load_clip
+
+            towers = load_clip(clip)
+        counts = make_edit_pairs(Pipeline.load(model), specs, out, towers, size, size, t_share=t_share,
+                                 min_direction=min_direction, min_similarity=min_similarity, seed=seed)
+    except (OSError, ValueError, RuntimeError) as e:  # a CLIP that cannot load says so too
+        _fail(e)
+    typer.echo(f"{counts.get('kept', 0)} edit pairs in {out}: {counts} (each spec's outcome in {out / 'pairs.jsonl'})")

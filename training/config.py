@@ -25,6 +25,9 @@ class ModelConfig(Frozen):
     # An adapter folder (LoRA/VMix) written by an earlier stage over the same base: this stage goes on training
     # it (e.g. SFT round 2, with model-generated negatives, from round 1's adapter). Its shape must match `stage`.
     adapter_from: str | None = None
+    # Make the DiT an instruction-editing model (SeedEdit): a source image read through a zero-gated path in every
+    # dual-stream block, so the stage starts exactly at the base (training/models/dit.py `as_edit_model`).
+    edit: bool = False
 
 
 class GlyphConfig(Frozen):
@@ -133,6 +136,15 @@ class TSCDConfig(Frozen):
         return self
 
 
+class FeatureNetConfig(Frozen):
+    """A frozen network for an identity-preservation term, from a file the user gives: a TorchScript archive
+    (`torch.jit.save`) or an exported program (`torch.export.save`, .pt2, exported with a free batch dimension),
+    taking pixels (B, 3, H, W) in [-1, 1] and returning features (a tensor or a list of them)."""
+
+    model: str
+    t_max: float = Field(0.6, gt=0, le=1)  # the term's timesteps are drawn below this: x0 estimates are sharper
+
+
 class ObjectiveConfig(Frozen):
     # The loss is the weighted sum of these terms (training/objectives: flow_matching, diffusion_dpo).
     terms: dict[str, float] = Field(default_factory=lambda: {"flow_matching": 1.0})
@@ -145,6 +157,8 @@ class ObjectiveConfig(Frozen):
     dpo: DPOConfig = DPOConfig()
     tscd: TSCDConfig = TSCDConfig()  # the tscd term: segments schedule, teacher solver and CFG
     feedback: FeedbackConfig = FeedbackConfig()  # reward models and rollout of the reward_feedback term
+    perceptual: FeatureNetConfig | None = None  # the perceptual term's feature network (editing)
+    identity: FeatureNetConfig | None = None  # the identity term's embedding model, e.g. a face model (editing)
 
     @field_validator("terms")
     @classmethod

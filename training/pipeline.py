@@ -43,6 +43,22 @@ def load_trained(folder: Path, text: TextConfig | None = None):
     return dit, cond
 
 
+def to_images(pixels: torch.Tensor) -> list:
+    """(B, 3, H, W) in [-1, 1] -> PIL images."""
+    from PIL import Image
+
+    arr = ((pixels.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
+def from_images(images: list) -> torch.Tensor:
+    """PIL images of one size -> (B, 3, H, W) in [-1, 1]."""
+    import numpy as np
+
+    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
 class Pipeline:
     def __init__(self, dit, conditioner, vae, objective: ObjectiveConfig, text: TextConfig, vae_cfg: VAEConfig,
                  vmix=None, sampler: dict | None = None, quant: QuantConfig | None = None):
@@ -85,8 +101,10 @@ class Pipeline:
 
     @torch.no_grad()
     def latents(self, prompts: list[str], width: int, height: int, steps: int | None = None,
-                cfg_scale: float | None = None, seed: int = 0, aesthetics: list[str] | None = None) -> torch.Tensor:
-        """steps None: 30 Euler steps, or a student's segments; cfg_scale None: 3, or 1 for a student."""
+                cfg_scale: float | None = None, seed: int = 0, aesthetics: list[str] | None = None,
+                source: torch.Tensor | None = None) -> torch.Tensor:
+        """steps None: 30 Euler steps, or a student's segments; cfg_scale None: 3, or 1 for a student.
+        source: an edit model's source latents (B, C, H, W); both CFG branches see it, so guidance is by text."""
         from training.objectives.flow_matching import euler_sample
 
         f = self.vae.factor
@@ -97,7 +115,8 @@ class Pipeline:
         cond, uncond = self.cond(prompts), self.cond.null(len(prompts))
         adapter = self.adapter_output(aesthetics, len(prompts))
         obj, steps = self.objective, steps or self.default_steps()
-        model, null = (lambda x, t: self.dit(x, t, *cond, adapter)), (lambda x, t: self.dit(x, t, *uncond))
+        model = lambda x, t: self.dit(x, t, *cond, adapter, source)  # noqa: E731
+        null = lambda x, t: self.dit(x, t, *uncond, None, source)  # noqa: E731
         if self.sampler is not None:  # a TSCD student: jumps between its segment boundaries, guidance distilled in
             from training.objectives.consistency import segment_sample
 
@@ -113,11 +132,23 @@ class Pipeline:
     def __call__(self, prompts: list[str], width: int, height: int, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, aesthetics: list[str] | None = None) -> list:
         """PIL images, one per prompt; `aesthetics`: one aesthetic part per prompt ("" for none), VMix only."""
-        from PIL import Image
+        return to_images(self.vae.decode(self.latents(prompts, width, height, steps, cfg_scale, seed, aesthetics)))
 
-        pix = self.vae.decode(self.latents(prompts, width, height, steps, cfg_scale, seed, aesthetics))
-        arr = ((pix.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(a) for a in arr]
+    @torch.no_grad()
+    def edit(self, images: list, instructions: list[str], steps: int | None = None, cfg_scale: float | None = None,
+             seed: int = 0) -> list:
+        """Edit each PIL image as its instruction (zh or en) says; the images are resized to one size that the
+        VAE and patch size divide (the first image's, rounded), and the edits come back at that size."""
+        if not self.dit.config.edit_source:
+            raise ValueError("this pipeline is not an edit model; train one with training/configs/edit.yaml "
+                             "(model.edit=true) and give its pipeline folder")
+        if len(images) != len(instructions) or not images:
+            raise ValueError(f"{len(images)} images for {len(instructions)} instructions; give one instruction each")
+        m = self.vae.factor * self.dit.config.patch_size
+        w, h = (max(m, round(v / m) * m) for v in images[0].size)
+        pixels = from_images([im.convert("RGB").resize((w, h)) for im in images]).to(self.device)
+        source = self.vae.encode(pixels)
+        return to_images(self.vae.decode(self.latents(list(instructions), w, h, steps, cfg_scale, seed, None, source)))
 
     def save(self, folder: Path) -> Path:
         from safetensors.torch import save_file

@@ -459,6 +459,7 @@ SHIPPED_CONFIGS = {
                   "objective.feedback.rewards.text.path={export}/text_proxy"],
     "distill_tscd.yaml": ["model.init_from={base}", "data.sources.main.path={export}"],
     "qat_int8.yaml": ["model.init_from={base}", "data.sources.main.path={export}"],
+    "edit.yaml": ["model.init_from={base}", "data.sources.edits.path={export}"],
 }
 
 

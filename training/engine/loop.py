@@ -50,12 +50,16 @@ def build_models(cfg: TrainConfig, channels: int):
     from training.models.dit import DiT, preset
     from training.pipeline import build_conditioner, load_trained
 
+    from training.models.dit import as_edit_model
+
     init = cfg.model.init_from
     if init and read_pipeline_meta(init) is not None:
-        return load_trained(init, cfg.text)
-    dit = DiT.from_pretrained(init) if init else preset(cfg.model.preset, in_channels=channels,
-                                                        **dict(cfg.model.overrides))
-    return dit, build_conditioner(cfg.text, dit.config.text_dim)
+        dit, cond = load_trained(init, cfg.text)
+    else:
+        dit = DiT.from_pretrained(init) if init else preset(cfg.model.preset, in_channels=channels,
+                                                            **dict(cfg.model.overrides))
+        cond = build_conditioner(cfg.text, dit.config.text_dim)
+    return (as_edit_model(dit) if cfg.model.edit else dit), cond
 
 
 def build_data(cfg: TrainConfig, multiple: int, rank: int, world: int, pin_memory: bool = False):
@@ -170,24 +174,26 @@ class Trainer:
             choice[drop.to(choice.device)] = UNSET
         return text, mask, pooled, choice
 
-    def velocity_fns(self, cond: tuple):
-        """(velocity, reference velocity or None) of the model under `cond`; see objectives/base.py."""
+    def velocity_fns(self, cond: tuple, source: tuple = (None, None)):
+        """(velocity, reference velocity or None) of the model under `cond` and an edit pair's source
+        (latents, rows that have one); see objectives/base.py."""
+        cond = (*cond, *source)
 
         def pick(rows):
             return cond if rows is None else tuple(None if c is None else c[rows] for c in cond)
 
         def velocity(x, t, rows=None):
-            text, mask, pooled, choice = pick(rows)
+            text, mask, pooled, choice, src, src_rows = pick(rows)
             adapter = None if choice is None else self.vmix(choice)
-            return self.dit(x, t, text, mask, pooled, adapter)
+            return self.dit(x, t, text, mask, pooled, adapter, src, src_rows)
 
         if self.reference is None:
             return velocity, None
 
         def reference(x, t, rows=None):
-            text, mask, pooled, _ = pick(rows)
+            text, mask, pooled, _, src, src_rows = pick(rows)
             with self.reference.context(self.dit):
-                return self.reference.model(self.dit)(x, t, text, mask, pooled)
+                return self.reference.model(self.dit)(x, t, text, mask, pooled, None, src, src_rows)
 
         return velocity, reference
 
@@ -242,11 +248,15 @@ class Trainer:
             x0_lose = self.cache.encode(self.vae, batch["pixels_lose"].to(self.device), [f"{i}:lose" for i in ids],
                                         size)
             has_lose = batch["has_lose"].to(self.device)
+        source = (None, None)
+        if "pixels_src" in batch:  # an edit pair: the image to edit conditions the model
+            source = (self.cache.encode(self.vae, batch["pixels_src"].to(self.device), [f"{i}:src" for i in ids],
+                                        size), batch["has_src"].to(self.device))
         with self.autocast(), attention_kernel(self.cfg.run.attention):
-            velocity, reference = self.velocity_fns(self.conditioning(batch))
+            velocity, reference = self.velocity_fns(self.conditioning(batch), source)
             inp = StepInputs(x0, velocity, reference, self.gen, self.cfg.objective, self.dit.config.patch_size,
                              x0_lose, has_lose, list(batch["captions"]), list(batch.get("aesthetics") or []),
-                             self.vae.decode, guided=self.guided_fn(batch))
+                             self.vae.decode, guided=self.guided_fn(batch), x0_src=source[0], has_src=source[1])
             inp.reference_null, inp.step = self.null_reference(), self.step
             total, metrics, losses, t = 0.0, {}, None, None
             for name, weight in self.cfg.objective.terms.items():

@@ -35,6 +35,16 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def as_edit_model(dit: "DiT") -> "DiT":
+    """The same DiT with a source-image path added (zero-gated: it computes exactly what `dit` computes)."""
+    if dit.config.edit_source:
+        return dit
+    edit = DiT.from_config(dit.config, edit_source=True)
+    missing, unexpected = edit.load_state_dict(dit.state_dict(), strict=False)
+    assert set(missing) == {"source_type", "source_gates"} and not unexpected, (missing, unexpected)
+    return edit
+
+
 def preset(name: str, **overrides) -> "DiT":
     """Build a randomly initialised DiT by preset name (debug, toy, 2b, 8b), with keyword overrides."""
     if name not in PRESETS:
@@ -92,9 +102,13 @@ class DoubleBlock(nn.Module):
         self.mlp_img, self.mlp_txt = mlp(dim, int(dim * mlp_ratio)), mlp(dim, int(dim * mlp_ratio))
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
-    def forward(self, img, txt, c, cos, sin, key_mask, value_delta: torch.Tensor | None = None):
+    def forward(self, img, txt, c, cos, sin, key_mask, value_delta: torch.Tensor | None = None, source=None):
         """value_delta (B, H, 1, Dh): added to every text token's value (an adapter's value mixing), so the
-        attention map, made of queries and keys only, stays the content's own."""
+        attention map, made of queries and keys only, stays the content's own.
+
+        source: None, or (tokens (B, N, D), gate (D,), rows (B, 1, 1)) of an edit model's source image: the image
+        queries also attend to the source tokens, read by this block's own image projections at the same
+        positions, in a second attention added through the gate (zero at init: then the block is the base's)."""
         mi = self.mod_img(F.silu(c)).chunk(6, dim=-1)  # shift, scale, gate for attn, then mlp
         mt = self.mod_txt(F.silu(c)).chunk(6, dim=-1)
         qi, ki, vi = self.qkv_img(modulate(self.norm(img), mi[0], mi[1]))
@@ -105,6 +119,11 @@ class DoubleBlock(nn.Module):
         n = img.shape[1]
         img = img + mi[2][:, None] * self.proj_img(a[:, :n])
         txt = txt + mt[2][:, None] * self.proj_txt(a[:, n:])
+        if source is not None:
+            tokens, gate, rows = source
+            _, ks, vs = self.qkv_img(modulate(self.norm(tokens), mi[0], mi[1]))  # (B, H, N, Dh)
+            a_src = attention(qi, ks, vs, cos[:n], sin[:n], None)  # (B, N, D): source token i sits at image token i
+            img = img + (gate * rows) * mi[2][:, None] * self.proj_img(a_src)
         img = img + mi[5][:, None] * self.mlp_img(modulate(self.norm(img), mi[3], mi[4]))
         txt = txt + mt[5][:, None] * self.mlp_txt(modulate(self.norm(txt), mt[3], mt[4]))
         return img, txt
@@ -142,7 +161,7 @@ class DiT(ModelMixin, ConfigMixin):
     def __init__(self, in_channels: int = 4, patch_size: int = 2, hidden_size: int = 64, num_heads: int = 4,
                  depth_double: int = 1, depth_single: int = 1, mlp_ratio: float = 4.0, text_dim: int = 32,
                  pooled_dim: int | None = None, rope_theta: float = 10000.0, rope_ref: int = 16,
-                 rope_interp: float = 1.0, rope_ntk: float = 0.0):
+                 rope_interp: float = 1.0, rope_ntk: float = 0.0, edit_source: bool = False):
         super().__init__()
         if hidden_size % num_heads or (hidden_size // num_heads) % 4:
             raise ValueError(f"hidden_size {hidden_size} / num_heads {num_heads} must give a head dim divisible by 4")
@@ -157,6 +176,9 @@ class DiT(ModelMixin, ConfigMixin):
         self.final_mod = nn.Linear(d, 2 * d)
         self.proj_out = nn.Linear(d, p * p * in_channels)
         self.init_weights()
+        if edit_source:  # instruction editing (SeedEdit): a source image read through a zero-gated path
+            self.source_type = nn.Parameter(torch.randn(d) * 0.02)  # tells source tokens from the noisy image's
+            self.source_gates = nn.Parameter(torch.zeros(depth_double, d))
 
     def init_weights(self) -> None:
         """Xavier on Linears, then zero every output path (adaLN-Zero): the model starts at exactly 0."""
@@ -191,12 +213,22 @@ class DiT(ModelMixin, ConfigMixin):
         x = x.reshape(b, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(b, c, h, w)
 
+    def source_tokens(self, source: torch.Tensor) -> torch.Tensor:
+        """Source latents (B, C, H, W) -> tokens (B, N, D): this model's own patch embedding + the source type."""
+        if not self.config.edit_source:
+            raise ValueError("this DiT has no source-image path; start an edit stage with model.edit=true "
+                             "(training/configs/edit.yaml), or generate without a source image")
+        return self.x_embed(self.patchify(source)) + self.source_type
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                pooled: torch.Tensor, adapter=None) -> torch.Tensor:
+                pooled: torch.Tensor, adapter=None, source: torch.Tensor | None = None,
+                source_rows: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, H, W), t (B,) in [0, 1], text (B, L, text_dim), text_mask (B, L) bool, pooled (B, Dp).
 
         adapter: None, or what an adapter (training/models/adapters.py) adds: `.cond` (B, D) to the adaLN
-        vector and `.values`, one (B, H, 1, Dh) text-value delta per dual-stream block."""
+        vector and `.values`, one (B, H, 1, Dh) text-value delta per dual-stream block.
+        source: an edit model's source image latents (B, C, H, W), the size of x; source_rows (B,) bool says
+        which rows have one (None: all)."""
         cfg = self.config
         _, _, H, W = x.shape
         gh, gw = H // cfg.patch_size, W // cfg.patch_size
@@ -211,8 +243,16 @@ class DiT(ModelMixin, ConfigMixin):
         if not bool(text_mask.all()):  # one host sync per forward, outside the compiled blocks
             key_mask = torch.cat([torch.ones(img.shape[:2], dtype=torch.bool, device=x.device),
                                   text_mask.to(torch.bool)], dim=1)  # (B, N + L)
+        src = None
+        if source is not None:
+            if source.shape != x.shape:
+                raise ValueError(f"source latents {tuple(source.shape)} must have the noisy latents' shape "
+                                 f"{tuple(x.shape)}: resize the source image to the output size")
+            rows = torch.ones(x.shape[0], device=x.device) if source_rows is None else source_rows.to(img.dtype)
+            src = (self.source_tokens(source).to(img.dtype), rows[:, None, None])  # (B, N, D), (B, 1, 1)
         for i, blk in enumerate(self.double_blocks):
-            img, txt = blk(img, txt, c, cos, sin, key_mask, None if adapter is None else adapter.values[i])
+            s = None if src is None else (src[0], self.source_gates[i].to(img.dtype), src[1])
+            img, txt = blk(img, txt, c, cos, sin, key_mask, None if adapter is None else adapter.values[i], s)
         n = img.shape[1]
         h = torch.cat([img, txt], dim=1)
         for blk in self.single_blocks:

@@ -13,6 +13,8 @@ TERMS: dict[str, str] = {
     "diffusion_dpo": "training.objectives.dpo:diffusion_dpo_term",
     "tscd": "training.objectives.consistency:TSCD",  # Hyper-SD consistency distillation (objective.tscd)
     "reward_feedback": "training.objectives.feedback:RewardFeedback",  # ReFL / DRaFT-K (objective.feedback)
+    "perceptual": "training.objectives.identity:Perceptual",  # editing: features of x0_hat vs the target
+    "identity": "training.objectives.identity:Identity",  # editing: embedding of x0_hat vs the source (face/ID)
 }
 
 

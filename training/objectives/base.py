@@ -33,6 +33,8 @@ class StepInputs:
     # (x, t, cfg_scale, rows=None) -> velocity of the trained model as the sampler runs it: the batch's prompts and
     # aesthetic parts WITHOUT CFG dropout, guided against the empty prompt; gradients flow (terms that sample)
     guided: Velocity | None = None
+    x0_src: torch.Tensor | None = None  # (B, C, H, W) latents of an edit pair's source image (rows without one: 0)
+    has_src: torch.Tensor | None = None  # (B,) bool: which rows are edit pairs
 
 
 @dataclass
