@@ -178,7 +178,7 @@ def decide_cmd(output: OutputOpt, stage: Annotated[str, typer.Option(help="the s
 
     spark = session(cfg.spark.master, cfg.spark.driver_memory, cfg.spark.conf)
     try:
-        manifest = redecide.run(spark, table, stage, cfg)
+        manifest = redecide.run(spark, table, stage, cfg)  # a bad rule fails here, before the table changes
         out = manifest["output"]
         err.print(f"{stage} re-decided: {out['rows']} rows, kept {out.get('kept')}, dropped {out.get('dropped')}",
                   markup=False, highlight=False)
@@ -186,9 +186,12 @@ def decide_cmd(output: OutputOpt, stage: Annotated[str, typer.Option(help="the s
         _fail(err, e)
     finally:
         spark.stop()
+    # The new table is written (with its _SUCCESS) before this: a decide killed earlier leaves the stage
+    # unfinished, which no later job reads either.
     stale = pipeline.mark_later_stale(output, stage, f"{stage} was re-decided at {manifest['written_at']}", cfg)
     if stale:
-        err.print(f"now stale: {', '.join(p.name for p in stale)}; `sluice curate run --input ... -o {output}` "
+        until = " --until export" if {"stage3", "export"} & {p.name for p in stale} else ""
+        err.print(f"now stale: {', '.join(p.name for p in stale)}; `sluice curate run --input ... -o {output}{until}` "
                   f"redoes them", markup=False, highlight=False)
 
 
