@@ -148,3 +148,15 @@ def test_a_shuffle_buffer_larger_than_the_data_warns(two_bucket_shards, caplog):
         caplog.clear()
         next(iter(BucketBatches({"toy": (two_bucket_shards, 1.0)}, 4, shuffle_buffer=k)))
         assert ("lower data.shuffle_buffer" in caplog.text) is warns
+
+
+def test_a_stale_export_trains_with_a_warning(tmp_path, caplog):
+    from tools.runs import mark_stale
+    from tools.toy_shapes import make_samples, write_shards
+    from training.data.shards import list_shards
+
+    write_shards(make_samples(4, 32, seed=1), tmp_path, shard_size=4)
+    assert list_shards(tmp_path) and "stale" not in caplog.text
+    mark_stale(tmp_path, "stage2 was re-decided")
+    assert list_shards(tmp_path)
+    assert "stage2 was re-decided" in caplog.text and "--until export" in caplog.text
