@@ -67,13 +67,16 @@ def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeli
              quant: Annotated[Optional[list[str]], typer.Option(
                  help="quantize a part, e.g. dit=int8_dynamic, text=int8_weight, vae=none, backend=torch "
                       "(repeatable; the rest as QuantConfig's defaults); default: as pipeline.json records")] = None,
+             pe: Annotated[Optional[Path], typer.Option(
+                 help="a prompt rewriter (PE folder, training/pe): each prompt is rewritten before drawing")] = None,
              seed: Annotated[int, typer.Option(help="noise seed")] = 0,
              device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default cuda if present")] = None) -> None:
     """Prompt -> image with the flow-matching Euler sampler, CFG and the training shift (a TSCD student: its
     segment-jumping sampler in 1, 2 or 4 steps, no CFG); quantized as --quant or pipeline.json says.
 
     Writes <out>/<id>.png and a line per image in <out>/generated.jsonl (id, file, prompt, aesthetic, seed,
-    model): the folder `sluice annotate generated push` labels and `sluice pairs` pairs."""
+    model): the folder `sluice annotate generated push` labels and `sluice pairs` pairs. With --pe, `prompt` is
+    the rewrite the DiT saw, and <out>/rewrites.jsonl holds each record's user prompt and what the guard did."""
     from tools.deps import require
 
     torch = require("torch", "train")
@@ -84,13 +87,22 @@ def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeli
     aesthetics = [aesthetic or ""] * len(prompts)
     try:
         qcfg = quant_config(quant) if quant else None
-        pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"), adapter, qcfg)
-        images = pipe(prompts, width, height, steps, cfg_scale, seed, aesthetics if aesthetic else None)
+        pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"), adapter, qcfg, pe=pe)
+        rewrites = pipe.rewrite(prompts)
+        drawn = [g.text for g in rewrites]
+        images = pipe(drawn, width, height, steps, cfg_scale, seed, aesthetics if aesthetic else None)
     except (FileNotFoundError, ValueError, ImportError) as e:
         _fail(e)
-    name = f"{model}" + (f"+{adapter}" if adapter else "")
+    name = f"{model}" + (f"+{adapter}" if adapter else "") + (f"+pe:{pe}" if pe else "")
     start = sum(1 for _ in open(out / "generated.jsonl")) if (out / "generated.jsonl").is_file() else 0
-    write_generated(out, images, prompts, aesthetics, seed, name, start)
+    records = write_generated(out, images, drawn, aesthetics, seed, name, start)
+    if pe:
+        from training.pe.rewrite import write_rewrites
+
+        write_rewrites(out, records, rewrites, prompts, str(pe))
+        for u, g in zip(prompts, rewrites):
+            typer.echo(f"{u!r} -> {g.text!r}" + ("" if g.status == "ok" else f" ({g.status}: the rewrite was "
+                                                                                f"{g.rewrite!r})"))
     typer.echo(f"{len(images)} images in {out} (listed in {out / 'generated.jsonl'})")
 
 

@@ -68,6 +68,14 @@ class Pipeline:
         self.objective, self.text, self.vae_cfg = objective, text, vae_cfg
         self.vmix = vmix.eval() if vmix is not None else None
         self.sampler, self.quant, self.quantized = sampler, quant, False
+        self.pe = None  # a prompt rewriter (training/pe), set by load(pe=DIR)
+
+    def rewrite(self, prompts: list[str]) -> list:
+        """What the DiT should be given for each user prompt: the PE rewriter's guarded rewrite (training/pe/guard.py
+        Guarded: text, status, raw rewrite), or the prompt itself without a rewriter. __call__ never rewrites."""
+        from training.pe.guard import Guarded
+
+        return self.pe.rewrite(prompts) if self.pe is not None else [Guarded(p, "ok", p) for p in prompts]
 
     def default_steps(self) -> int:
         return 30 if self.sampler is None else self.sampler["segments"]
@@ -178,9 +186,10 @@ class Pipeline:
 
     @classmethod
     def load(cls, folder: Path, device: str = "cpu", adapter: Path | None = None,
-             quant: QuantConfig | None = None) -> "Pipeline":
+             quant: QuantConfig | None = None, pe: Path | None = None) -> "Pipeline":
         """A saved pipeline, with a saved adapter (LoRA and/or VMix) applied over it when given, quantized as
-        `quant` says (None: as pipeline.json records, e.g. after QAT; not at all when it records nothing)."""
+        `quant` says (None: as pipeline.json records, e.g. after QAT; not at all when it records nothing), with
+        the prompt rewriter of the PE folder `pe` (training/pe) for `rewrite`."""
         from training.models.vae import load_vae
 
         folder = Path(folder)
@@ -202,4 +211,8 @@ class Pipeline:
         quant = quant or (QuantConfig(**meta["quant"]) if meta.get("quant") else None)
         if quant is not None:
             pipe.quantize(quant)
+        if pe is not None:
+            from training.pe.rewrite import Rewriter
+
+            pipe.pe = Rewriter.load(pe, device)
         return pipe
