@@ -71,8 +71,10 @@ def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeli
                  help="a prompt rewriter (PE folder, training/pe): each prompt is rewritten before drawing")] = None,
              seed: Annotated[int, typer.Option(help="noise seed")] = 0,
              device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default cuda if present")] = None) -> None:
-    """Prompt -> image with the flow-matching Euler sampler, CFG and the training shift (a TSCD student: its
-    segment-jumping sampler in 1, 2 or 4 steps, no CFG); quantized as --quant or pipeline.json says.
+    """Prompt -> image: the Euler sampler with CFG, or a TSCD student's few-step sampler; optionally quantized.
+
+    The Euler sampler uses the training shift; a TSCD student jumps its segment boundaries in 1, 2 or 4 steps
+    without CFG. Quantization as --quant says, else as pipeline.json records.
 
     Writes <out>/<id>.png and a line per image in <out>/generated.jsonl (id, file, prompt, aesthetic, seed,
     model): the folder `sluice annotate generated push` labels and `sluice pairs` pairs. With --pe, `prompt` is
