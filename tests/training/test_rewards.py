@@ -100,6 +100,10 @@ def test_a_match_model_learns_toy_prompt_image_match_and_its_reward_is_different
     r.sum().backward()
     assert pixels.grad.abs().sum() > 0  # feedback learning can follow it
     assert all(p.grad is None and not p.requires_grad for p in reward.net.parameters())  # and never trains it
+    logp = build_reward("toy", _spec(kind="match", path=str(folder), options={"output": "logprob"}))
+    assert torch.allclose(logp(x[:4], texts[:4]), r.detach().log(), atol=1e-5)
+    with pytest.raises(Exception, match="output, one of"):
+        build_reward("toy", _spec(kind="match", path=str(folder), options={"output": "logit"}))
 
 
 def test_a_quoted_text_match_model_does_not_apply_to_prompts_without_quotes(tmp_path):

@@ -139,8 +139,12 @@ def load_match(folder: Path) -> MatchNet:
     return net.eval()
 
 
+OUTPUTS = ("prob", "logprob")
+
+
 class MatchReward(Reward):
-    """P(match) from a MatchNet folder; NaN for a prompt that gives it nothing to read (no quoted text)."""
+    """P(match) from a MatchNet folder (options.output=logprob: log P, whose gradient does not vanish on the
+    images it rejects); NaN for a prompt that gives it nothing to read (no quoted text)."""
 
     def load(self) -> None:
         from training.rewards import RewardLoadError
@@ -153,9 +157,15 @@ class MatchReward(Reward):
                 "text-rendering proxy; training/rewards/match.py fit_match + save_match in general) and give its "
                 f"folder as objective.feedback.rewards.{self.name}.path")
         self.net = self.freeze(load_match(folder))
+        unknown = sorted(set(self.spec.options) - {"output"})
+        self.output = self.spec.options.get("output", "prob")
+        if unknown or self.output not in OUTPUTS:
+            raise RewardLoadError(f"reward {self.name}: options {dict(self.spec.options)}: match takes only "
+                                  f"output, one of {OUTPUTS}")
 
     def __call__(self, pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         texts = [text_of(p, self.net.config["text_input"]) for p in prompts]
-        r = torch.sigmoid(self.net.score(pixels, texts).float())
+        logit = self.net.score(pixels, texts).float()
+        r = torch.sigmoid(logit) if self.output == "prob" else F.logsigmoid(logit)
         applies = torch.tensor([bool(t) for t in texts], device=r.device)
         return torch.where(applies, r, torch.full_like(r, float("nan")))
