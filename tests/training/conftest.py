@@ -20,19 +20,24 @@ def tiny_llm(tmp_path_factory):
     return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), hidden=32)
 
 
-@pytest.fixture
-def train_config(toy_export, tiny_llm, tmp_path):
-    """A valid TrainConfig dict for the debug DiT in pixel space; tests edit what they need."""
+def debug_config(toy_export, tiny_llm, out_dir, lr: float = 1e-3, steps: int = 4, log_every: int = 2) -> dict:
+    """A valid TrainConfig dict for the debug DiT in pixel space over the toy export."""
     return {
         "model": {"preset": "debug"},
         "text": {"llm": str(tiny_llm), "refiner_layers": 1, "glyph": {"t5": {"d_model": 32, "d_kv": 8, "d_ff": 64,
                                                                              "num_layers": 1, "num_heads": 4}}},
         "data": {"sources": {"toy": {"path": str(toy_export)}}, "batch_size": 4},
         "vae": {"path": "pixel"},
-        "optim": {"lr": 1e-3},
-        "run": {"out_dir": str(tmp_path / "run"), "steps": 4, "log_every": 2, "sample_steps": 2,
+        "optim": {"lr": lr},
+        "run": {"out_dir": str(out_dir), "steps": steps, "log_every": log_every, "sample_steps": 2,
                 "sample_prompts": ["一个红色的圆", "a red circle"]},
     }
+
+
+@pytest.fixture
+def train_config(toy_export, tiny_llm, tmp_path):
+    """A valid TrainConfig dict for the debug DiT in pixel space; tests edit what they need."""
+    return debug_config(toy_export, tiny_llm, tmp_path / "run")
 
 
 @pytest.fixture(autouse=True)
@@ -45,18 +50,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _base_config(toy_export, tiny_llm, out_dir) -> dict:
-    return {
-        "model": {"preset": "debug"},
-        "text": {"llm": str(tiny_llm), "refiner_layers": 1, "glyph": {"t5": {"d_model": 32, "d_kv": 8, "d_ff": 64,
-                                                                             "num_layers": 1, "num_heads": 4}}},
-        "data": {"sources": {"toy": {"path": str(toy_export)}}, "batch_size": 4},
-        "vae": {"path": "pixel"},
-        "optim": {"lr": 3e-3},
-        "run": {"out_dir": str(out_dir), "steps": 16, "log_every": 100, "sample_steps": 2},
-    }
-
-
 @pytest.fixture(scope="session")
 def base_pipeline(toy_export, tiny_llm, tmp_path_factory):
     """A trained-a-little debug pipeline (non-zero outputs), the base that post-training stages start from."""
@@ -65,7 +58,7 @@ def base_pipeline(toy_export, tiny_llm, tmp_path_factory):
     from training.engine.loop import Trainer
 
     out = tmp_path_factory.mktemp("base")
-    tr = Trainer(TrainConfig.model_validate(_base_config(toy_export, tiny_llm, out)))
+    tr = Trainer(TrainConfig.model_validate(debug_config(toy_export, tiny_llm, out, lr=3e-3, steps=16, log_every=100)))
     tr.run()
     return tr.export()
 
@@ -79,6 +72,19 @@ def stage_config(toy_export, base_pipeline, tmp_path):
         "optim": {"lr": 1e-3},
         "run": {"out_dir": str(tmp_path / "stage"), "steps": 2, "log_every": 1, "sample_steps": 2},
     }
+
+
+def random_inputs(dit, n: int = 3, seed: int = 0, text_len: int = 5):
+    """(x, t, text, mask, pooled) of random DiT inputs at 8x8 latents; row 0's last text tokens are padding."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    c = dit.config
+    x = torch.randn(n, c.in_channels, 8, 8, generator=g)
+    text = torch.randn(n, text_len, c.text_dim, generator=g)
+    mask = torch.ones(n, text_len, dtype=torch.bool)
+    mask[0, 3:] = False
+    return x, torch.rand(n, generator=g), text, mask, torch.randn(n, c.text_dim, generator=g)
 
 
 VMIX_PAIRS = [{"positive": ["soft light", "柔光"], "negative": ["flat light", "平光"]}]

@@ -8,6 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.training.conftest import random_inputs  # noqa: E402
+
 
 def _cfg(d):
     from training.config import TrainConfig
@@ -30,16 +32,6 @@ def _edit_stage(stage_config, export):
     stage_config["data"]["styles"] = {"short": 1.0}
     stage_config["stage"] = {"name": "edit", "base": "full"}
     return stage_config
-
-
-def _inputs(dit, n=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    c = dit.config
-    x = torch.randn(n, c.in_channels, 8, 8, generator=g)
-    text = torch.randn(n, 5, c.text_dim, generator=g)
-    mask = torch.ones(n, 5, dtype=torch.bool)
-    mask[0, 4:] = False
-    return x, torch.rand(n, generator=g), text, mask, torch.randn(n, c.text_dim, generator=g)
 
 
 def _perturbed(dit, seed=1):
@@ -91,7 +83,7 @@ def test_edit_model_at_init_equals_the_base_bit_for_bit():
 
     base = _perturbed(preset("debug", in_channels=3))
     edit = as_edit_model(base)
-    x, t, text, mask, pooled = _inputs(base)
+    x, t, text, mask, pooled = random_inputs(base, 2)
     source = torch.randn_like(x)
     with torch.no_grad():
         want = base(x, t, text, mask, pooled)
@@ -121,7 +113,7 @@ def test_source_tokens_sit_at_the_image_positions_and_only_image_queries_read_th
         return real(q, k, v, cos, sin, key_mask)
 
     monkeypatch.setattr(dit_module, "attention", recording)
-    x, t, text, mask, pooled = _inputs(edit)
+    x, t, text, mask, pooled = random_inputs(edit, 2)
     with torch.no_grad():
         edit(x, t, text, mask, pooled, source=torch.randn_like(x))
     n = (8 // edit.config.patch_size) ** 2  # image tokens
@@ -146,7 +138,7 @@ def test_a_plain_dit_refuses_a_source_with_the_fix():
     from training.models.dit import preset
 
     dit = preset("debug", in_channels=3)
-    x, t, text, mask, pooled = _inputs(dit)
+    x, t, text, mask, pooled = random_inputs(dit, 2)
     with pytest.raises(ValueError, match="model.edit=true"):
         dit(x, t, text, mask, pooled, source=x)
 

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.training.conftest import VMIX_PAIRS  # noqa: E402
+from tests.training.conftest import VMIX_PAIRS, random_inputs  # noqa: E402
 
 
 def _cfg(d):
@@ -32,16 +32,6 @@ def _vmix_stage(stage_config, export, base="lora"):
     stage_config["stage"] = {"name": "sft_vmix", "base": base, "conditioner": "frozen",
                              "lora": {"rank": 4}, "vmix": {"pairs": VMIX_PAIRS, "drop": 0.0}}
     return stage_config
-
-
-def _inputs(dit, n=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    c = dit.config
-    x = torch.randn(n, c.in_channels, 8, 8, generator=g)
-    text = torch.randn(n, 5, c.text_dim, generator=g)
-    mask = torch.ones(n, 5, dtype=torch.bool)
-    mask[0, 3:] = False
-    return x, torch.rand(n, generator=g), text, mask, torch.randn(n, c.text_dim, generator=g)
 
 
 # ---- what a stage trains -----------------------------------------------------------------------------------
@@ -128,7 +118,7 @@ def test_adapted_model_at_init_equals_the_base_bit_for_bit(stage_config, aesthet
 
     tr = Trainer(_cfg(_vmix_stage(stage_config, aesthetic_export)))
     base, _ = load_trained(base_pipeline)
-    x, t, text, mask, pooled = _inputs(base)
+    x, t, text, mask, pooled = random_inputs(base)
     with torch.no_grad():
         want = base(x, t, text, mask, pooled)
         assert want.abs().sum() > 0  # a trained base, not the all-zero init
@@ -166,7 +156,7 @@ def test_value_mixing_keeps_each_blocks_content_attention_map(stage_config, aest
 
     monkeypatch.setattr(dit_module, "attention", recording)
     block, dit = tr.dit.double_blocks[0], tr.dit
-    x, t, text, mask, pooled = _inputs(dit)
+    x, t, text, mask, pooled = random_inputs(dit)
     with torch.no_grad():
         img = dit.x_embed(dit.patchify(x))
         txt = dit.context_embed(text)
@@ -187,7 +177,7 @@ def test_no_aesthetic_label_means_no_change_even_after_training(stage_config, ae
 
     tr = Trainer(_cfg(_vmix_stage(stage_config, aesthetic_export)))
     vmix = _trained_vmix(tr)
-    x, t, text, mask, pooled = _inputs(tr.dit)
+    x, t, text, mask, pooled = random_inputs(tr.dit)
     with torch.no_grad():
         none = tr.dit(x, t, text, mask, pooled, vmix(vmix.choose(["", "", "nothing known"])))
         plain = tr.dit(x, t, text, mask, pooled)
@@ -204,7 +194,7 @@ def test_swapping_the_labels_changes_the_output_after_a_few_steps(stage_config, 
     stage_config["optim"]["lr"] = 3e-3
     tr = Trainer(_cfg(_vmix_stage(stage_config, aesthetic_export)))
     tr.run()
-    x, t, text, mask, pooled = _inputs(tr.dit)
+    x, t, text, mask, pooled = random_inputs(tr.dit)
     with torch.no_grad():
         soft = tr.dit(x, t, text, mask, pooled, tr.vmix(tr.vmix.choose(["soft light"] * 3)))
         flat = tr.dit(x, t, text, mask, pooled, tr.vmix(tr.vmix.choose(["flat light"] * 3)))
