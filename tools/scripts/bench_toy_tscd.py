@@ -78,6 +78,8 @@ def psnr_to(ref, pipe, steps: int | None, cfg: float | None = None, seeds: int =
             x = pipe.vae.decode(pipe.latents(prompts, 32, 32, steps, cfg, seed))
             y = ref[(lang, seed)]
             err, n = err + float(((x - y) ** 2).sum()), n + x.numel()
+    if err == 0:
+        return float("inf")  # the same images
     return round(float(10 * torch.log10(torch.tensor(4.0 / (err / n)))), 2)  # peak-to-peak 2: peak^2 = 4
 
 
