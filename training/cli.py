@@ -8,8 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from tools.cli_options import ConfigOpt, SetOpt, VerboseOpt
+from training.pe.cli import app as pe_app  # typer only, like this module
 
 app = typer.Typer(help="Train the bilingual DiT on exported shards, and sample from it.", no_args_is_help=True)
+app.add_typer(pe_app, name="pe")  # `sluice pe ...`: the prompt rewriter
 
 
 def _fail(e: Exception):

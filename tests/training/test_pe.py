@@ -330,3 +330,31 @@ def test_pe_modules_import_no_torch():
             "training.pe.candidates, training.pe.sft, training.pe.dpo; "
             "bad = [m for m in ('torch', 'transformers', 'trl') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sluice_pe_builds_pairs_and_trains_from_the_command_line(tiny_gpt2, tmp_path):
+    pytest.importorskip("trl")
+    from typer.testing import CliRunner
+
+    from tools.cli import app
+    from tools.toy_shapes import make_samples, write_shards
+
+    samples = make_samples(3, 16, seed=1, word_share=0.0)
+    for (_, meta), (short, long) in zip(samples, [("红圆", "一个红色的圆"), ("circle, red", "a red circle"),
+                                                  ("蓝方", "一个蓝色的正方形")]):
+        lang = "en" if short.isascii() else "zh"
+        meta["captions"] = {"short": {"zh": "", "en": ""}, "long": {"zh": "", "en": ""}}
+        meta["captions"]["short"][lang], meta["captions"]["long"][lang] = short, long
+    write_shards(samples, tmp_path / "export")
+    runner = CliRunner()
+    res = runner.invoke(app, ["pe", "export-pairs", str(tmp_path / "export"), "-o", str(tmp_path / "pairs.jsonl")])
+    assert res.exit_code == 0 and "3 pairs" in res.output, res.output
+    res = runner.invoke(app, ["pe", "train", "sft", "--pairs", str(tmp_path / "pairs.jsonl"), "--model", str(tiny_gpt2),
+                              "-o", str(tmp_path / "pe"), "--set", "sft.steps=2", "--set", "sft.log_every=1"])
+    assert res.exit_code == 0 and (tmp_path / "pe" / "pe.json").is_file(), res.output
+    bad = runner.invoke(app, ["pe", "train", "sft", "--pairs", str(tmp_path / "pairs.jsonl"), "--model", "x",
+                              "-o", str(tmp_path / "pe2"), "--set", "sft.steps=0"])
+    assert bad.exit_code == 2 and "sft.steps" in bad.output
+    bad = runner.invoke(app, ["pe", "train", "dpo", "--pairs", str(tmp_path / "pairs.jsonl"), "--model", "x",
+                              "-o", str(tmp_path / "pe2")])
+    assert bad.exit_code == 2 and "chosen" in bad.output  # SFT pairs given to DPO: says what each line needs

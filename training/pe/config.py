@@ -31,6 +31,9 @@ class TrainSpec(Frozen):
     weight_decay: float = Field(0.0, ge=0)
     max_length: int = Field(256, ge=8)  # tokens of template + rewrite; longer rows are cut at the end
     beta: float = Field(0.1, gt=0)  # DPO only: how far the policy may move from the reference
+    # DPO only: weight of an SFT loss on the chosen rewrite beside the DPO loss (RPO). DPO alone may lower the
+    # chosen rewrite's likelihood too, as long as the rejected one falls faster; a small model then degenerates
+    rpo: float = Field(0.0, ge=0)
     seed: int = 0
     log_every: int = Field(10, ge=1)
 

@@ -49,7 +49,8 @@ def dpo_trainer(cfg, pairs: list[dict], out: Path, eval_pairs: list[dict] | None
         ref, _, _ = load_lm(cfg.model)
     if ref is not None:
         ref.requires_grad_(False).eval()
-    args = trl_args(DPOConfig, cfg.dpo, Path(out), beta=cfg.dpo.beta, precompute_ref_log_probs=False)
+    losses_ = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.dpo.rpo]} if cfg.dpo.rpo else {}
+    args = trl_args(DPOConfig, cfg.dpo, Path(out), beta=cfg.dpo.beta, precompute_ref_log_probs=False, **losses_)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dpo_dataset(cfg, pairs),
                          eval_dataset=dpo_dataset(cfg, eval_pairs) if eval_pairs else None, processing_class=tok,
                          peft_config=peft)
@@ -63,5 +64,8 @@ def train_dpo(cfg, pairs: list[dict], out: Path) -> tuple[Path, list[float]]:
     log.info("PE DPO: %d pairs, %d steps, beta %g", len(pairs), cfg.dpo.steps, cfg.dpo.beta)
     trainer.train()
     hist = losses(trainer)
-    folder = save_rewriter(trainer, cfg, tok, Path(out), base, {"stage": "dpo", "pairs": len(pairs), "losses": hist})
-    return folder, hist
+    # the preference part on its own: the implicit reward margin of chosen over rejected, and how often it is > 0
+    logged = [h for h in trainer.state.log_history if "rewards/margins" in h]
+    meta = {"stage": "dpo", "pairs": len(pairs), "losses": hist, "margins": [h["rewards/margins"] for h in logged],
+            "accuracies": [h["rewards/accuracies"] for h in logged]}
+    return save_rewriter(trainer, cfg, tok, Path(out), base, meta), hist
