@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tools.config import Frozen, apply_override, read_yaml, validate
+from training.data.degrade import DegradeConfig
 from training.rewards.config import FeedbackConfig
 
 
@@ -66,6 +67,7 @@ class SourceConfig(Frozen):
     # Filters over each sample's json; a sample that fails one is passed over (and counted), so `weight` is the
     # share of the filtered stream. Signals are the export's `signals` (docs/export-format.md).
     min_signals: dict[str, float] = Field(default_factory=dict)  # e.g. {aesthetic: 5.5}: signal >= value
+    max_signals: dict[str, float] = Field(default_factory=dict)  # e.g. {q_flat_frac: 0.2}: signal <= value
     signal_in: dict[str, list[str]] = Field(default_factory=dict)  # e.g. {tier: [A, B]}: signal is one of them
     labels: LabelSelect | None = None  # human-selected: only samples labelled so in Label Studio
 
@@ -145,6 +147,16 @@ class FeatureNetConfig(Frozen):
     t_max: float = Field(0.6, gt=0, le=1)  # the term's timesteps are drawn below this: x0 estimates are sharper
 
 
+class RefinerConfig(Frozen):
+    """A refiner (the `refine` term, training/objectives/refine.py): from the base output upsampled by
+    `degrade.scale` to a refined image, over the low-noise end of the flow only (SDXL's refiner)."""
+
+    # training t is drawn in [0, t_max]; sampling starts there, from the condition noised to t_max
+    t_max: float = Field(0.5, gt=0, le=1)
+    steps: int = Field(4, ge=1)  # the sampler's default Euler steps from t_max to 0
+    degrade: DegradeConfig = DegradeConfig()  # how clean images become training conditions
+
+
 class ObjectiveConfig(Frozen):
     # The loss is the weighted sum of these terms (training/objectives: flow_matching, diffusion_dpo).
     terms: dict[str, float] = Field(default_factory=lambda: {"flow_matching": 1.0})
@@ -159,6 +171,7 @@ class ObjectiveConfig(Frozen):
     feedback: FeedbackConfig = FeedbackConfig()  # reward models and rollout of the reward_feedback term
     perceptual: FeatureNetConfig | None = None  # the perceptual term's feature network (editing)
     identity: FeatureNetConfig | None = None  # the identity term's embedding model, e.g. a face model (editing)
+    refiner: RefinerConfig = RefinerConfig()  # the refine term: its t window, sampler steps and degradations
 
     @field_validator("terms")
     @classmethod
@@ -275,6 +288,9 @@ class TrainConfig(Frozen):
         if "diffusion_dpo" in self.objective.terms and self.stage.conditioner == "train":
             raise ValueError("objective.terms.diffusion_dpo compares with the frozen model the stage starts from, "
                              "which shares the conditioner: freeze it (stage.conditioner=frozen)")
+        if "refine" in self.objective.terms and self.model.edit:
+            raise ValueError("objective.terms.refine makes a refiner (the condition image joins each token) and "
+                             "model.edit=true an edit model: set model.edit=false for a refiner stage")
         if "tscd" in self.objective.terms and self.stage.conditioner == "train":
             raise ValueError("objective.terms.tscd distils the teacher (the frozen model the stage starts from), "
                              "which shares the conditioner: freeze it (stage.conditioner=frozen)")

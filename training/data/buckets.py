@@ -128,7 +128,7 @@ class Source:
             if self.shard_pos >= len(self.shards):
                 self.shard_pos, self.epoch = 0, self.epoch + 1
         why = (f"its filter passed over all {self.filtered} samples read (check data.sources.{self.name}'s "
-               "min_signals, signal_in and labels against the export's signals)" if self.filtered else
+               "min_signals, max_signals, signal_in and labels against the export's signals)" if self.filtered else
                f"check its shards {self.shards[:3]}")
         raise RuntimeError(f"source {self.name!r} yields no readable samples: {why}")
 
@@ -143,8 +143,11 @@ class BucketBatches:
                  styles: dict[str, float] | None = None, langs: dict[str, float] | None = None,
                  resolution: str | None = None, scale: float = 1.0, multiple: int = 16, rank: int = 0,
                  world: int = 1, worker: int = 0, workers: int = 1, shuffle_buffer: int = 0,
-                 filters: dict[str, Callable[[dict], bool]] | None = None):
+                 filters: dict[str, Callable[[dict], bool]] | None = None, degrade=None):
+        """degrade: a refiner stage's DegradeConfig (training/data/degrade.py): every batch then carries
+        `pixels_src`, each image degraded as (its key, seed) says and brought back to its size, and `has_src`."""
         filters = filters or {}
+        self.degrade = degrade
         self.sources = [Source(n, split_shards(sorted(s), rank, world, worker, workers), w, filters.get(n))
                         for n, (s, w) in sorted(sources.items())]
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
@@ -262,6 +265,11 @@ class BucketBatches:
             if any(member in r[5] for r in rows):  # rows without this image get zeros and are masked out
                 batch[pixels] = torch.stack([r[5].get(member, zero) for r in rows])
                 batch[has] = torch.tensor([member in r[5] for r in rows])
+        if self.degrade is not None:  # a refiner's condition: made here, in the data workers, not by the trainer
+            from training.data.degrade import degrade_batch
+
+            batch["pixels_src"], batch["has_src"] = degrade_batch(batch["pixels"], batch["ids"], self.seed,
+                                                                  self.degrade)
         return batch
 
     def state_dict(self) -> dict:

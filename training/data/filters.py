@@ -14,6 +14,7 @@ class SampleFilter:
     min_signals: tuple[tuple[str, float], ...] = ()  # signal >= value
     signal_in: tuple[tuple[str, frozenset[str]], ...] = ()  # str(signal) is one of them
     ids: frozenset[str] | None = None  # sample ids to keep (human-selected); None: every id
+    max_signals: tuple[tuple[str, float], ...] = ()  # signal <= value
 
     def __call__(self, meta: dict) -> bool:
         signals = meta.get("signals") or {}
@@ -21,13 +22,17 @@ class SampleFilter:
             v = signals.get(name)
             if not isinstance(v, (int, float)) or math.isnan(v) or v < low:  # a missing score never passes
                 return False
+        for name, high in self.max_signals:
+            v = signals.get(name)
+            if not isinstance(v, (int, float)) or math.isnan(v) or v > high:
+                return False
         if any(str(signals.get(name, "")) not in allowed for name, allowed in self.signal_in):
             return False
         return self.ids is None or str(meta.get("id")) in self.ids
 
     @property
     def active(self) -> bool:
-        return bool(self.min_signals or self.signal_in or self.ids is not None)
+        return bool(self.min_signals or self.max_signals or self.signal_in or self.ids is not None)
 
 
 def source_filter(src: SourceConfig) -> SampleFilter:
@@ -45,4 +50,5 @@ def source_filter(src: SourceConfig) -> SampleFilter:
                              f"{src.labels.task!r} (its labels: {found}); label some in Label Studio first, or "
                              "fix data.sources.<name>.labels")
     return SampleFilter(tuple(sorted(src.min_signals.items())),
-                        tuple((k, frozenset(v)) for k, v in sorted(src.signal_in.items())), ids)
+                        tuple((k, frozenset(v)) for k, v in sorted(src.signal_in.items())), ids,
+                        tuple(sorted(src.max_signals.items())))

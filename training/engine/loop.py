@@ -50,7 +50,7 @@ def build_models(cfg: TrainConfig, channels: int):
     from training.models.dit import DiT, preset
     from training.pipeline import build_conditioner, load_trained
 
-    from training.models.dit import as_edit_model
+    from training.models.dit import as_edit_model, as_refiner
 
     init = cfg.model.init_from
     if init and read_pipeline_meta(init) is not None:
@@ -59,6 +59,8 @@ def build_models(cfg: TrainConfig, channels: int):
         dit = DiT.from_pretrained(init) if init else preset(cfg.model.preset, in_channels=channels,
                                                             **dict(cfg.model.overrides))
         cond = build_conditioner(cfg.text, dit.config.text_dim)
+    if "refine" in cfg.objective.terms:  # a zero-initialised condition path: the refiner starts as its base
+        dit = as_refiner(dit)
     return (as_edit_model(dit) if cfg.model.edit else dit), cond
 
 
@@ -74,8 +76,9 @@ def build_data(cfg: TrainConfig, multiple: int, rank: int, world: int, pin_memor
     d = cfg.data
     sources = {n: (list_shards(s.path), s.weight) for n, s in d.sources.items()}
     filters = {n: f for n, f in ((n, source_filter(s)) for n, s in d.sources.items()) if f.active}
+    degrade = cfg.objective.refiner.degrade if "refine" in cfg.objective.terms else None  # a refiner's conditions
     make = partial(BucketBatches, sources, d.batch_size, cfg.run.seed, dict(d.styles), dict(d.langs), d.resolution,
-                   d.scale, multiple, rank, world, shuffle_buffer=d.shuffle_buffer, filters=filters)
+                   d.scale, multiple, rank, world, shuffle_buffer=d.shuffle_buffer, filters=filters, degrade=degrade)
     if not d.workers:
         return make()
     return WorkerBatches(make, d.workers, d.prefetch_factor, pin_memory)

@@ -45,6 +45,18 @@ def as_edit_model(dit: "DiT") -> "DiT":
     return edit
 
 
+def as_refiner(dit: "DiT") -> "DiT":
+    """The same DiT with a condition-image path added (zero-initialised: it computes exactly what `dit` computes)."""
+    if dit.config.refine_source:
+        return dit
+    if dit.config.edit_source:
+        raise ValueError("this DiT is an edit model (model.edit=true); a refiner starts from a text-to-image base")
+    refiner = DiT.from_config(dit.config, refine_source=True)
+    missing, unexpected = refiner.load_state_dict(dit.state_dict(), strict=False)
+    assert set(missing) == {"source_embed.weight", "source_embed.bias"} and not unexpected, (missing, unexpected)
+    return refiner
+
+
 def preset(name: str, **overrides) -> "DiT":
     """Build a randomly initialised DiT by preset name (debug, toy, 2b, 8b), with keyword overrides."""
     if name not in PRESETS:
@@ -161,7 +173,8 @@ class DiT(ModelMixin, ConfigMixin):
     def __init__(self, in_channels: int = 4, patch_size: int = 2, hidden_size: int = 64, num_heads: int = 4,
                  depth_double: int = 1, depth_single: int = 1, mlp_ratio: float = 4.0, text_dim: int = 32,
                  pooled_dim: int | None = None, rope_theta: float = 10000.0, rope_ref: int = 16,
-                 rope_interp: float = 1.0, rope_ntk: float = 0.0, edit_source: bool = False):
+                 rope_interp: float = 1.0, rope_ntk: float = 0.0, edit_source: bool = False,
+                 refine_source: bool = False):
         super().__init__()
         if hidden_size % num_heads or (hidden_size // num_heads) % 4:
             raise ValueError(f"hidden_size {hidden_size} / num_heads {num_heads} must give a head dim divisible by 4")
@@ -179,6 +192,10 @@ class DiT(ModelMixin, ConfigMixin):
         if edit_source:  # instruction editing (SeedEdit): a source image read through a zero-gated path
             self.source_type = nn.Parameter(torch.randn(d) * 0.02)  # tells source tokens from the noisy image's
             self.source_gates = nn.Parameter(torch.zeros(depth_double, d))
+        if refine_source:  # a refiner: the upsampled image joins each token's own embedding (channel concat)
+            self.source_embed = nn.Linear(in_channels * p * p, d)
+            nn.init.zeros_(self.source_embed.weight)  # zero, not gated: its weight gradient is not zero at init
+            nn.init.zeros_(self.source_embed.bias)
 
     def init_weights(self) -> None:
         """Xavier on Linears, then zero every output path (adaLN-Zero): the model starts at exactly 0."""
@@ -227,8 +244,8 @@ class DiT(ModelMixin, ConfigMixin):
 
         adapter: None, or what an adapter (training/models/adapters.py) adds: `.cond` (B, D) to the adaLN
         vector and `.values`, one (B, H, 1, Dh) text-value delta per dual-stream block.
-        source: an edit model's source image latents (B, C, H, W), the size of x; source_rows (B,) bool says
-        which rows have one (None: all)."""
+        source: an edit model's source image latents (B, C, H, W), the size of x, or a refiner's upsampled
+        condition image; source_rows (B,) bool says which rows have one (None: all)."""
         cfg = self.config
         _, _, H, W = x.shape
         gh, gw = H // cfg.patch_size, W // cfg.patch_size
@@ -249,7 +266,10 @@ class DiT(ModelMixin, ConfigMixin):
                 raise ValueError(f"source latents {tuple(source.shape)} must have the noisy latents' shape "
                                  f"{tuple(x.shape)}: resize the source image to the output size")
             rows = torch.ones(x.shape[0], device=x.device) if source_rows is None else source_rows.to(img.dtype)
-            src = (self.source_tokens(source).to(img.dtype), rows[:, None, None])  # (B, N, D), (B, 1, 1)
+            if cfg.refine_source:  # pixel-aligned: token i's own patch of the condition, added to its embedding
+                img = img + rows[:, None, None] * self.source_embed(self.patchify(source)).to(img.dtype)  # (B, N, D)
+            else:
+                src = (self.source_tokens(source).to(img.dtype), rows[:, None, None])  # (B, N, D), (B, 1, 1)
         for i, blk in enumerate(self.double_blocks):
             s = None if src is None else (src[0], self.source_gates[i].to(img.dtype), src[1])
             img, txt = blk(img, txt, c, cos, sin, key_mask, None if adapter is None else adapter.values[i], s)

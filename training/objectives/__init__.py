@@ -15,6 +15,7 @@ TERMS: dict[str, str] = {
     "reward_feedback": "training.objectives.feedback:RewardFeedback",  # ReFL / DRaFT-K (objective.feedback)
     "perceptual": "training.objectives.identity:Perceptual",  # editing: features of x0_hat vs the target
     "identity": "training.objectives.identity:Identity",  # editing: embedding of x0_hat vs the source (face/ID)
+    "refine": "training.objectives.refine:Refine",  # a refiner: low-noise flow from a degraded image
 }
 
 
