@@ -8,10 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from tools.cli_options import ConfigOpt, SetOpt, VerboseOpt
+from training.refiner_cli import RefinerOpt, TextureOpt, TextureScaleOpt, load_refiner
+from training.refiner_cli import refine as refine_command  # typer only, like this module
 from training.pe.cli import app as pe_app  # typer only, like this module
 
 app = typer.Typer(help="Train the bilingual DiT on exported shards, and sample from it.", no_args_is_help=True)
 app.add_typer(pe_app, name="pe")  # `sluice pe ...`: the prompt rewriter
+app.command("refine")(refine_command)  # `sluice refine`: existing images -> 2x
 
 
 def _fail(e: Exception):
@@ -71,12 +74,14 @@ def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeli
                       "(repeatable; the rest as QuantConfig's defaults); default: as pipeline.json records")] = None,
              pe: Annotated[Optional[Path], typer.Option(
                  help="a prompt rewriter (PE folder, training/pe): each prompt is rewritten before drawing")] = None,
+             refiner: RefinerOpt = None, texture: TextureOpt = None, texture_scale: TextureScaleOpt = 1.0,
              seed: Annotated[int, typer.Option(help="noise seed")] = 0,
              device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default cuda if present")] = None) -> None:
     """Prompt -> image: the Euler sampler with CFG, or a TSCD student's few-step sampler; optionally quantized.
 
     The Euler sampler uses the training shift; a TSCD student jumps its segment boundaries in 1, 2 or 4 steps
-    without CFG. Quantization as --quant says, else as pipeline.json records.
+    without CFG. Quantization as --quant says, else as pipeline.json records. With --refiner, the images go on
+    through the refiner (same prompts and seed) to its scale: --width/--height are the base's size.
 
     Writes <out>/<id>.png and a line per image in <out>/generated.jsonl (id, file, prompt, aesthetic, seed,
     model): the folder `sluice annotate generated push` labels and `sluice pairs` pairs. With --pe, `prompt` is
@@ -91,13 +96,23 @@ def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeli
     aesthetics = [aesthetic or ""] * len(prompts)
     try:
         qcfg = quant_config(quant) if quant else None
-        pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"), adapter, qcfg, pe=pe)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        refine = None
+        if refiner is not None:  # loaded and its output size checked before the base draws anything
+            refine = load_refiner(refiner, device, texture, texture_scale)
+            refine.output_size(width, height)
+        elif texture is not None:
+            raise ValueError("--texture guides a refiner: give the refiner too (--refiner DIR)")
+        pipe = Pipeline.load(model, device, adapter, qcfg, pe=pe)
         rewrites = pipe.rewrite(prompts)
         drawn = [g.text for g in rewrites]
         images = pipe(drawn, width, height, steps, cfg_scale, seed, aesthetics if aesthetic else None)
+        if refine is not None:  # base resolution -> the refiner's scale, conditioned on the same prompts
+            images = refine.refine(images, drawn, seed=seed)
     except (FileNotFoundError, ValueError, ImportError) as e:
         _fail(e)
     name = f"{model}" + (f"+{adapter}" if adapter else "") + (f"+pe:{pe}" if pe else "")
+    name += (f"+refiner:{refiner}" if refiner else "") + (f"+texture:{texture}@{texture_scale:g}" if texture else "")
     start = sum(1 for _ in open(out / "generated.jsonl")) if (out / "generated.jsonl").is_file() else 0
     records = write_generated(out, images, drawn, aesthetics, seed, name, start)
     if pe:
