@@ -450,6 +450,8 @@ SHIPPED_CONFIGS = {
     "distill_tscd.yaml": ["model.init_from={base}", "data.sources.main.path={export}"],
     "qat_int8.yaml": ["model.init_from={base}", "data.sources.main.path={export}"],
     "edit.yaml": ["model.init_from={base}", "data.sources.edits.path={export}"],
+    "refiner.yaml": ["model.init_from={base}", "data.sources.main.path={export}"],
+    "refiner_texture.yaml": ["model.init_from={base}", "data.sources.texture.path={export}"],
 }
 
 
