@@ -91,7 +91,7 @@ def train_toy(run_dir: Path, export_dir: Path, steps: int = 20, batch: int = 4, 
     from training.engine.loop import Trainer
 
     folder = run_dir / FOLDER
-    runs.prepare(folder, force=True)
+    runs.clear(folder)
     folder.mkdir(parents=True)
     torch.set_num_threads(threads)
     texts = captions(export_dir)

@@ -73,34 +73,24 @@ def shares(spark, table_dir: Path) -> dict:
 
 
 def run(spark, input_dir: str | Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
-    if not runs.prepare(out_dir, force):
-        log.info("pool %s is done; skipping (use --force to redo it)", out_dir)
-        return runs.read_manifest(out_dir)
-    dcfg = cfg.downsample
-    timer = runs.Timer()
-    df = read_input(spark, str(input_dir))
-    check(spark, df.schema, dcfg)
-    rows_in = table_counts(str(input_dir))["rows"]
-    with timer("plan"):
-        decided, plan = downsample(df, dcfg)
-    with timer("rank_write"):
-        to_pool(decided).write.mode("overwrite").parquet(str(out_dir))
-    counts = table_counts(str(out_dir))
-    if counts["rows"] != rows_in:
-        raise RuntimeError(f"downsample lost rows: {rows_in} in, {counts['rows']} out")
-    if counts.get("kept", 0) != plan["budget"]:
-        raise RuntimeError(f"downsample kept {counts.get('kept')} rows, planned {plan['budget']} (a bug)")
-    with timer("distribution"):
-        dist = distribution.summarize(plan, list(dcfg.group_by), shares(spark, out_dir))
-        distribution.write(out_dir, dist)
-    manifest = {
-        "job": "downsample", "table": TABLE,
-        "input": {"path": str(input_dir), "records": rows_in},
-        "output": {"path": str(out_dir), **counts},
-        "downsample": {"target": dcfg.size, "kept": plan["budget"], "leaves": len(plan["sizes"]),
-                       "temperatures": plan["temperatures"],
-                       "levels": [{k: v for k, v in lv.items() if k != "hist"} for lv in dist["levels"]]},
-        "config": cfg.model_dump(mode="json"),
-        "timings_s": timer.timings,
-    }
-    return runs.write_manifest(out_dir, manifest)
+    def work(job: runs.StageJob) -> dict:
+        dcfg = cfg.downsample
+        df = read_input(spark, str(input_dir))
+        check(spark, df.schema, dcfg)
+        rows_in = table_counts(str(input_dir))["rows"]
+        with job.phase("plan"):
+            decided, plan = downsample(df, dcfg)
+        with job.phase("rank_write"):
+            to_pool(decided).write.mode("overwrite").parquet(str(job.out_dir))
+        counts = job.count(rows_in)
+        if counts.get("kept", 0) != plan["budget"]:
+            raise RuntimeError(f"downsample kept {counts.get('kept')} rows, planned {plan['budget']} (a bug)")
+        with job.phase("distribution"):
+            dist = distribution.summarize(plan, list(dcfg.group_by), shares(spark, job.out_dir))
+            distribution.write(job.out_dir, dist)
+        return {"input": {"path": str(input_dir), "records": rows_in},
+                "downsample": {"target": dcfg.size, "kept": plan["budget"], "leaves": len(plan["sizes"]),
+                               "temperatures": plan["temperatures"],
+                               "levels": [{k: v for k, v in lv.items() if k != "hist"} for lv in dist["levels"]]}}
+
+    return runs.stage_job("downsample", {TABLE: out_dir}, work, config=cfg, force=force)

@@ -202,33 +202,40 @@ def run(spark, run_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = Fa
 
     from curation.spark import apply_scorer, read_table
 
-    if not runs.prepare(out_dir, force):
-        log.info("export %s is done; skipping (use --force to redo it)", out_dir)
-        return runs.read_manifest(out_dir)
-    ex, timer = cfg.export, runs.Timer()
-    s3 = runs.read_manifest(runs.stage_dir(run_dir, "stage3"))
-    table = s3["input"]["table"]
-    df = captioned(spark, run_dir, table)
-    signals = signal_columns(df)
-    rows_in = df.count()
-    if ex.require_caption:
-        df = df.where(F.col("captions").isNotNull())
-    meta = apply_scorer(df, SampleMeta(ex, signals)).select("id", SHARD_KEY, "uri", "source", "aspect_bucket", "meta")
-    raw = read_table(spark, str(runs.stage_dir(run_dir, "raw")), "raw").select("id", "image")
-    parts = out_dir / "_index_parts"
-    with timer("write_shards"):
-        write_shards(spark, meta.join(raw, "id", "inner"), out_dir, ex).write.mode("overwrite").parquet(str(parts))
-    with timer("index"):
-        done = finish_index(parts, out_dir)
-    counts = manifest_counts(done["written"])
-    skipped = {"no_caption": rows_in - counts["samples"] - len(done["errors"]), "error": len(done["errors"])}
-    manifest = {
-        "job": "export", "table": "shard_index", **counts, "skipped": skipped,
-        "input": {"table": table, "captions": str(runs.stage_dir(run_dir, "stage3")), "records": rows_in},
-        "output": {"path": str(out_dir), "rows": counts["samples"], "usable": counts["samples"],
-                   "errors": {"reencode_failed": len(done["errors"])} if done["errors"] else {}},
-        "error_examples": done["errors"][:20],
-        "ladder": Ladders(ex.resolutions, ex.aspect_ratios, ex.divisible).describe(),
-        "config": cfg.model_dump(mode="json"), "timings_s": timer.timings,
-    }
-    return runs.write_manifest(out_dir, manifest)
+    ex = cfg.export
+
+    def work(job: runs.StageJob) -> dict:
+        table = runs.read_manifest(runs.stage_dir(run_dir, "stage3"))["input"]["table"]
+        df = captioned(spark, run_dir, table)
+        signals = signal_columns(df)
+        rows_in, no_caption = df.agg(F.count(F.lit(1)), F.count_if(F.col("captions").isNull())).first()
+        if ex.require_caption:
+            df = df.where(F.col("captions").isNotNull())
+        else:
+            no_caption = 0  # written with empty captions
+        meta = apply_scorer(df, SampleMeta(ex, signals)).select("id", SHARD_KEY, "uri", "source", "aspect_bucket",
+                                                                 "meta")
+        raw = read_table(spark, str(runs.stage_dir(run_dir, "raw")), "raw").select("id", "image")
+        parts = job.out_dir / "_index_parts"
+        with job.phase("write_shards"):
+            write_shards(spark, meta.join(raw, "id", "inner"), job.out_dir, ex).write.mode("overwrite").parquet(
+                str(parts))
+        with job.phase("index"):
+            done = finish_index(parts, job.out_dir)
+        errors = done["errors"]
+        # every kept row is in a shard, or skipped for want of a caption, or failed to re-encode
+        job.count(rows_in - no_caption - len(errors), counter=lambda _: index_counts(done["written"], errors))
+        return {
+            "input": {"table": table, "captions": str(runs.stage_dir(run_dir, "stage3")), "records": rows_in},
+            **manifest_counts(done["written"]), "skipped": {"no_caption": no_caption, "error": len(errors)},
+            "error_examples": errors[:20],
+            "ladder": Ladders(ex.resolutions, ex.aspect_ratios, ex.divisible).describe(),
+        }
+
+    return runs.stage_job("export", {"shard_index": out_dir}, work, config=cfg, force=force)
+
+
+def index_counts(index: pa.Table, errors: list[str]) -> dict:
+    """The manifest's `output` counts: a row per sample written, the samples that failed to re-encode."""
+    return {"rows": index.num_rows, "usable": index.num_rows,
+            "errors": {"reencode_failed": len(errors)} if errors else {}}

@@ -11,7 +11,6 @@ from curation.io.records import RECORD
 from curation.signals import AltText, ImageHeader
 from curation.spark import flat_map, write_table
 from tools import runs
-from tools.counts import table_counts
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +24,7 @@ RAW_WRITE_OPTIONS = {
 }
 
 TABLE = "raw"
+
 
 
 def build(spark, input_path: str, cfg: CurateConfig):
@@ -43,27 +43,16 @@ def build(spark, input_path: str, cfg: CurateConfig):
 
 def run(spark, input_path: str, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
     """Write `out_dir` (the raw table) unless it is already done; return its manifest."""
-    if not runs.prepare(out_dir, force):
-        log.info("raw table %s is done; skipping (use --force to redo it)", out_dir)
-        return runs.read_manifest(out_dir)
-    timer = runs.Timer()
-    with timer("plan"):
-        raw, plan, fmt, source = build(spark, input_path, cfg)
-    with timer("read_decode_write"):
-        # The raw table is almost all image bytes, which are already compressed: zstd would spend CPU
-        # for nothing (measured: ~15% of the ingest write time), so this one table is stored plain.
-        write_table(raw, str(out_dir), TABLE, compression="none", options=RAW_WRITE_OPTIONS)
-    with timer("count"):
-        counts = table_counts(str(out_dir))
-    if plan.expected_records is not None and counts["rows"] != plan.expected_records:
-        raise RuntimeError(f"ingest lost records: {plan.expected_records} inputs but {counts['rows']} rows")
-    manifest = {
-        "job": "ingest", "table": TABLE,
-        "input": {"path": input_path, "format": fmt, "source": source,
-                  "records": plan.expected_records if plan.expected_records is not None else counts["rows"],
-                  **plan.notes},
-        "output": {"path": str(out_dir), **counts},
-        "config": cfg.model_dump(mode="json"),
-        "timings_s": timer.timings,
-    }
-    return runs.write_manifest(out_dir, manifest)
+
+    def work(job: runs.StageJob) -> dict:
+        with job.phase("plan"):
+            raw, plan, fmt, source = build(spark, input_path, cfg)
+        with job.phase("read_decode_write"):
+            # The raw table is almost all image bytes, which are already compressed: zstd would spend CPU
+            # for nothing (measured: ~15% of the ingest write time), so this one table is stored plain.
+            write_table(raw, str(job.out_dir), TABLE, compression="none", options=RAW_WRITE_OPTIONS)
+        counts = job.count(plan.expected_records)  # None when only reading tells (tar members)
+        records = plan.expected_records if plan.expected_records is not None else counts["rows"]
+        return {"input": {"path": input_path, "format": fmt, "source": source, "records": records, **plan.notes}}
+
+    return runs.stage_job("ingest", {TABLE: out_dir}, work, config=cfg, force=force)

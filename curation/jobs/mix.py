@@ -13,7 +13,6 @@ from curation.config import CurateConfig
 from curation.jobs.downsample import read_input
 from curation.steps.mix import check_where, default_size, draw, kept_rows, pool_filter, targets
 from tools import runs
-from tools.counts import table_counts
 
 log = logging.getLogger(__name__)
 
@@ -60,47 +59,41 @@ def run(spark, run_dir: str | Path, cfg: CurateConfig, force: bool = False) -> d
     from curation.spark import write_table
 
     run_dir = runs.local_path(run_dir)
-    out_dir, audit_dir = runs.stage_dir(run_dir, TABLE), runs.stage_dir(run_dir, AUDIT)
-    if runs.is_current(out_dir) and runs.is_current(audit_dir) and not force:
-        log.info("mix %s is done; skipping (use --force to redo it)", out_dir)
-        return runs.read_manifest(out_dir)
-    runs.prepare(out_dir, force=True)
-    runs.prepare(audit_dir, force=True)
     mcfg = cfg.mix
-    if not mcfg.pools:
-        raise ValueError("mix.pools is empty; give at least one {name, quota, table, where} in the config")
-    pools = _pools(spark, run_dir, mcfg)
-    quotas = [p.quota for p, *_ in pools]
-    available = [n for *_, n in pools]
-    # An empty pool does not stop the mix: the audit shows it short with nothing achieved.
-    empty = [p.name for p, *_, n in pools if n == 0]
-    if len(empty) == len(pools):
-        raise ValueError(f"every mix pool ({empty}) holds no rows; check their concepts, where filters and tables")
-    if empty:
-        log.warning("mix pools %s hold no rows; the audit marks them short", empty)
-    size = mcfg.size or default_size(*zip(*[(q, a) for q, a in zip(quotas, available) if a > 0]))
-    parts, audit = [], []
-    for (p, path, where, df, n), target in zip(pools, targets(quotas, size)):
-        rows, a = draw(df, p.name, target, n, mcfg.max_copies, mcfg.seed)
-        parts.append(_to_mix(rows))
-        audit.append({"id": p.name, "table": str(path), "where": where, "quota": p.quota, **a})
-    total = sum(a["achieved_rows"] for a in audit)
-    for a in audit:
-        a["achieved_share"] = a["achieved_rows"] / total if total else 0.0
-    mixed = parts[0]
-    for part in parts[1:]:
-        mixed = mixed.unionByName(part)
-    write_table(mixed, str(out_dir), TABLE)
-    counts = table_counts(str(out_dir))
-    if counts["rows"] != total:
-        raise RuntimeError(f"mix wrote {counts['rows']} rows, the audit says {total} (a bug)")
-    write_table(spark.createDataFrame(audit, _audit_struct()), str(audit_dir), AUDIT)
-    manifest = {"job": "mix", "table": TABLE, "input": {"pools": [str(path) for _, path, *_ in pools]},
-                "output": {"path": str(out_dir), **counts}, "mix": {"size": size, "audit": audit},
-                "config": cfg.model_dump(mode="json")}
-    runs.write_manifest(audit_dir, {**manifest, "table": AUDIT, "output": {"path": str(audit_dir),
-                                                                           "rows": len(audit)}})
-    return runs.write_manifest(out_dir, manifest)
+
+    def work(job: runs.StageJob) -> dict:
+        if not mcfg.pools:
+            raise ValueError("mix.pools is empty; give at least one {name, quota, table, where} in the config")
+        pools = _pools(spark, run_dir, mcfg)
+        quotas = [p.quota for p, *_ in pools]
+        available = [n for *_, n in pools]
+        # An empty pool does not stop the mix: the audit shows it short with nothing achieved.
+        empty = [p.name for p, *_, n in pools if n == 0]
+        if len(empty) == len(pools):
+            raise ValueError(f"every mix pool ({empty}) holds no rows; check their concepts, where filters and tables")
+        if empty:
+            log.warning("mix pools %s hold no rows; the audit marks them short", empty)
+        size = mcfg.size or default_size(*zip(*[(q, a) for q, a in zip(quotas, available) if a > 0]))
+        parts, audit = [], []
+        for (p, path, where, df, n), target in zip(pools, targets(quotas, size)):
+            rows, a = draw(df, p.name, target, n, mcfg.max_copies, mcfg.seed)
+            parts.append(_to_mix(rows))
+            audit.append({"id": p.name, "table": str(path), "where": where, "quota": p.quota, **a})
+        total = sum(a["achieved_rows"] for a in audit)
+        for a in audit:
+            a["achieved_share"] = a["achieved_rows"] / total if total else 0.0
+        mixed = parts[0]
+        for part in parts[1:]:
+            mixed = mixed.unionByName(part)
+        with job.phase("draw_write"):
+            write_table(mixed, str(job.dirs[TABLE]), TABLE)
+        job.count(total)  # one row per copy the audit counts (the mix samples its pools: no row per input)
+        write_table(spark.createDataFrame(audit, _audit_struct()), str(job.dirs[AUDIT]), AUDIT)
+        job.count(len(audit), table=AUDIT)
+        return {"input": {"pools": [str(path) for _, path, *_ in pools]}, "mix": {"size": size, "audit": audit}}
+
+    tables = {TABLE: runs.stage_dir(run_dir, TABLE), AUDIT: runs.stage_dir(run_dir, AUDIT)}
+    return runs.stage_job("mix", tables, work, config=cfg, force=force)
 
 
 def _audit_struct():

@@ -3,35 +3,31 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from curation.config import CurateConfig
 from curation.spark import read_table, write_table
 from curation.steps.decide import check_rules, clear_stage, decide
 from tools import runs
-from tools.counts import table_counts
+from tools.tables import open_table
 
 log = logging.getLogger(__name__)
 
+
 def run(spark, table_dir: Path, stage: str, cfg: CurateConfig) -> dict:
+    """Rewrite the stage's table with the config's rules (the old table stays until the new one is complete);
+    its manifest keeps what the scoring run recorded and says when the table was decided again."""
     rules = cfg.rules(stage)
     before = runs.read_manifest(table_dir)
-    df = read_table(spark, str(table_dir), stage)
-    check_rules(spark, df.schema, rules, where=f"{stage}.rules")
-    decided = decide(clear_stage(df, stage), rules, stage=stage)
-    # Spark reads lazily: write beside the table, then swap, so the table is never read while overwritten.
-    tmp = table_dir.with_name(table_dir.name + ".redecide")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    write_table(decided, str(tmp), stage, extra_ok=True)  # probe columns (p_*) are not in the schema
-    counts = table_counts(str(tmp))
-    manifest = {**before, "output": {"path": str(table_dir), **counts}, "config": cfg.model_dump(mode="json"),
-                "redecided_from": before.get("written_at")}
-    manifest.pop("written_at", None)
-    manifest.pop("code_version", None)
-    old = table_dir.with_name(table_dir.name + ".old")
-    table_dir.rename(old)
-    tmp.rename(table_dir)
-    shutil.rmtree(old)
-    return runs.write_manifest(table_dir, manifest)
+
+    def work(job: runs.StageJob) -> dict:
+        rows_in = open_table(table_dir).count_rows()
+        df = read_table(spark, str(table_dir), stage)
+        check_rules(spark, df.schema, rules, where=f"{stage}.rules")
+        decided = decide(clear_stage(df, stage), rules, stage=stage)
+        with job.phase("redecide_write"):
+            write_table(decided, str(job.out_dir), stage, extra_ok=True)  # probe columns (p_*) are not in the schema
+        job.count(rows_in)
+        return {**before, "redecided_from": before.get("written_at")}
+
+    return runs.stage_job("redecide", {stage: table_dir}, work, config=cfg, in_place=True)

@@ -13,7 +13,6 @@ from curation.steps.decide import check_rules, decide
 from schemas.registry import get_schema
 from schemas.spark import to_spark
 from tools import runs
-from tools.counts import table_counts
 
 log = logging.getLogger(__name__)
 
@@ -82,33 +81,21 @@ def check(spark, cfg: CurateConfig) -> tuple:
 
 
 def run(spark, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
-    if not runs.prepare(out_dir, force):
-        log.info("stage-1 table %s is done; skipping (use --force to redo it)", out_dir)
-        return runs.read_manifest(out_dir)
-    probes = check(spark, cfg)
-    timer = runs.Timer()
-    rows_in = runs.read_manifest(raw_dir)["output"]["rows"]
-    raw = _spread(spark, read_table(spark, str(raw_dir), "raw"), rows_in)
-    signals = build_signals(cfg.stage1)
-    scored = _with_disabled_signals(raw.transform(apply_scorer, ImageSignals(signals)))
-    if probes:  # after the signals they read, before the rules that name them
-        scored = scored.transform(apply_scorer, *probes)
-    decided = decide(scored, cfg.stage1.rules, stage=TABLE)
-    with timer("score_decide_write"):
-        # p_<probe> columns are not in the schema: written after it, as extra columns
-        write_table(decided.select(*get_schema(TABLE).names, *[p.output for p in probes]), str(out_dir), TABLE,
-                    extra_ok=bool(probes))
-    with timer("count"):
-        counts = table_counts(str(out_dir))
-    if counts["rows"] != rows_in:
-        raise RuntimeError(f"stage 1 lost rows: {rows_in} in, {counts['rows']} out")
-    manifest = {
-        "job": "stage1", "table": TABLE,
-        "input": {"path": str(raw_dir), "records": rows_in},
-        "output": {"path": str(out_dir), **counts},
-        "signals": [repr(s) for s in signals],
-        "probes": probe_manifest(probes),
-        "config": cfg.model_dump(mode="json"),
-        "timings_s": timer.timings,
-    }
-    return runs.write_manifest(out_dir, manifest)
+    def work(job: runs.StageJob) -> dict:
+        probes = check(spark, cfg)
+        rows_in = runs.read_manifest(raw_dir)["output"]["rows"]
+        raw = _spread(spark, read_table(spark, str(raw_dir), "raw"), rows_in)
+        signals = build_signals(cfg.stage1)
+        scored = _with_disabled_signals(raw.transform(apply_scorer, ImageSignals(signals)))
+        if probes:  # after the signals they read, before the rules that name them
+            scored = scored.transform(apply_scorer, *probes)
+        decided = decide(scored, cfg.stage1.rules, stage=TABLE)
+        with job.phase("score_decide_write"):
+            # p_<probe> columns are not in the schema: written after it, as extra columns
+            write_table(decided.select(*get_schema(TABLE).names, *[p.output for p in probes]), str(job.out_dir),
+                        TABLE, extra_ok=bool(probes))
+        job.count(rows_in)
+        return {"input": {"path": str(raw_dir), "records": rows_in},
+                "signals": [repr(s) for s in signals], "probes": probe_manifest(probes)}
+
+    return runs.stage_job("stage1", {TABLE: out_dir}, work, config=cfg, force=force)

@@ -14,7 +14,6 @@ from curation.steps.tiers import assign_aesthetic_tier, assign_tiers, check_tier
 from schemas.registry import get_schema
 from schemas.spark import to_spark
 from tools import runs
-from tools.counts import table_counts
 
 log = logging.getLogger(__name__)
 
@@ -156,46 +155,37 @@ def _dedup_and_cluster(df, cfg: Stage2Config, live_rows: int) -> tuple[object, d
 
 
 def run(spark, stage1_dir: Path, raw_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
-    if not runs.prepare(out_dir, force):
-        log.info("stage-2 table %s is done; skipping (use --force to redo it)", out_dir)
-        return runs.read_manifest(out_dir)
-    probes = check(spark, cfg)
-    c2, timer = cfg.stage2, runs.Timer()
-    s1_out = runs.read_manifest(stage1_dir)["output"]
-    rows_in, live_rows = s1_out["rows"], s1_out.get("kept", s1_out["rows"])
-    s1 = read_table(spark, str(stage1_dir), "stage1")
-    raw = read_table(spark, str(raw_dir), "raw")
-    with timer("score"):
-        df, scorers, notes = _score(spark, s1, raw, c2, live_rows)
-    with timer("dedup_cluster"):
-        df, clusters = _dedup_and_cluster(df, c2, live_rows)
-    if probes:  # after the signals they read, before the tiers and rules that name them; a same-named
-        # column stage 1 wrote is dropped first, so rows out of play get null, not another probe's value
-        df = df.drop(*[p.output for p in probes]).transform(apply_scorer, *probes)
-    df = assign_aesthetic_tier(df, c2.aesthetic.tiers, c2.aesthetic.below)
-    df = assign_tiers(df, c2.tiers, c2.default_tier)
-    decided = decide(df, c2.rules, stage=TABLE)
-    with timer("decide_write"):
-        # p_<probe> columns are not in the schema: written after it, as extra columns
-        write_table(decided.select(*get_schema(TABLE).names, *[p.output for p in probes]), str(out_dir), TABLE,
-                    extra_ok=bool(probes))
-    counts = table_counts(str(out_dir))
-    if counts["rows"] != rows_in:
-        raise RuntimeError(f"stage 2 lost rows: {rows_in} in, {counts['rows']} out")
-    from curation.signals.probe import probe_manifest
-    from curation.stage2_summary import summarize
+    def work(job: runs.StageJob) -> dict:
+        from curation.signals.probe import probe_manifest
+        from curation.stage2_summary import summarize
 
-    manifest = {
-        "job": "stage2", "table": TABLE,
-        "input": {"path": str(stage1_dir), "records": rows_in, "in_play": live_rows, "pixels_from": str(raw_dir)},
-        "output": {"path": str(out_dir), **counts},
-        "embedding": {"model": c2.embed.model, "weight_free": c2.embed.model == "descriptor-v1"},
-        "notes": notes, "clusters": clusters, "summary": summarize(out_dir),
-        "signals": [repr(s) for s in scorers],
-        "probes": probe_manifest(probes),
-        "config": cfg.model_dump(mode="json"),
-        "timings_s": timer.timings,
-    }
-    for k, v in notes.items():
-        log.warning("stage 2 %s: %s", k, v)
-    return runs.write_manifest(out_dir, manifest)
+        probes = check(spark, cfg)
+        c2 = cfg.stage2
+        s1_out = runs.read_manifest(stage1_dir)["output"]
+        rows_in, live_rows = s1_out["rows"], s1_out.get("kept", s1_out["rows"])
+        s1 = read_table(spark, str(stage1_dir), "stage1")
+        raw = read_table(spark, str(raw_dir), "raw")
+        with job.phase("score"):
+            df, scorers, notes = _score(spark, s1, raw, c2, live_rows)
+        with job.phase("dedup_cluster"):
+            df, clusters = _dedup_and_cluster(df, c2, live_rows)
+        if probes:  # after the signals they read, before the tiers and rules that name them; a same-named
+            # column stage 1 wrote is dropped first, so rows out of play get null, not another probe's value
+            df = df.drop(*[p.output for p in probes]).transform(apply_scorer, *probes)
+        df = assign_aesthetic_tier(df, c2.aesthetic.tiers, c2.aesthetic.below)
+        df = assign_tiers(df, c2.tiers, c2.default_tier)
+        decided = decide(df, c2.rules, stage=TABLE)
+        with job.phase("decide_write"):
+            # p_<probe> columns are not in the schema: written after it, as extra columns
+            write_table(decided.select(*get_schema(TABLE).names, *[p.output for p in probes]), str(job.out_dir),
+                        TABLE, extra_ok=bool(probes))
+        job.count(rows_in)
+        for k, v in notes.items():
+            log.warning("stage 2 %s: %s", k, v)
+        return {"input": {"path": str(stage1_dir), "records": rows_in, "in_play": live_rows,
+                          "pixels_from": str(raw_dir)},
+                "embedding": {"model": c2.embed.model, "weight_free": c2.embed.model == "descriptor-v1"},
+                "notes": notes, "clusters": clusters, "summary": summarize(job.out_dir),
+                "signals": [repr(s) for s in scorers], "probes": probe_manifest(probes)}
+
+    return runs.stage_job("stage2", {TABLE: out_dir}, work, config=cfg, force=force)

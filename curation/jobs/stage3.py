@@ -183,7 +183,8 @@ def mix_samples(spark, run_dir: Path):
 
 
 def caption_counts(out_dir: Path) -> dict:
-    """Rows, samples, and per style_lang how many were kept, dropped (by reason) and errors."""
+    """Rows, samples (usable: those with a caption kept), and per style_lang how many were kept, dropped (by
+    reason) and errors."""
     from tools.tables import open_table
 
     t = open_table(out_dir).to_table(columns=["id", "style", "lang", "text", "drop_reason", "error"])
@@ -195,8 +196,9 @@ def caption_counts(out_dir: Path) -> dict:
         per.setdefault(f"{style}_{lang}", {})[st] = int(n)
     errors = pdf.loc[pdf["error"].notna(), "error"].str.slice(0, 80).value_counts().head(10)
     n_err = int((status == "error").sum())
-    return {"rows": len(pdf), "samples": int(pdf["id"].nunique()), "errors": {"caption_error": n_err} if n_err else {},
-            "samples_with_caption": int(pdf.loc[status == "kept", "id"].nunique()),
+    with_caption = int(pdf.loc[status == "kept", "id"].nunique())
+    return {"rows": len(pdf), "usable": with_caption, "samples": int(pdf["id"].nunique()),
+            "errors": {"caption_error": n_err} if n_err else {}, "samples_with_caption": with_caption,
             "by_style": dict(sorted(per.items())), "top_errors": {k: int(v) for k, v in errors.items()}}
 
 
@@ -219,42 +221,35 @@ def _spread(df, rows: int, rows_per_task: int):
 def run(spark, run_dir: Path, out_dir: Path, cfg: CurateConfig, force: bool = False) -> dict:
     from curation.spark import _loaded, flat_map, write_table
 
-    if not runs.prepare(out_dir, force):
-        log.info("stage-3 table %s is done; skipping (use --force to redo it)", out_dir)
-        return runs.read_manifest(out_dir)
     s3 = cfg.stage3
-    table = input_table(run_dir, s3.input)
-    captioner = build_captioner(s3)
-    if captioner is None:
-        log.warning(NO_CAPTIONER)
-    e2 = cfg.stage2.embed
-    embed = (caption_embedding(run_dir), e2.device, e2.batch_size) if s3.embed_captions else None
-    step = CaptionStep(captioner, s3.keep_alt, bounds(s3), embed)
-    timer = runs.Timer()
-    df = kept_rows(spark, run_dir, table, with_pixels=captioner is not None, with_emb=embed is not None)
-    with timer("count_input"):
-        rows_in = df.count()
-    df = _spread(df, rows_in, s3.rows_per_task)
 
-    def caption(pdf: pd.DataFrame) -> Iterator[pd.DataFrame]:
-        yield _loaded(step)(pdf)  # the worker's loaded copy: weights load once per Python worker
+    def work(job: runs.StageJob) -> dict:
+        table = input_table(run_dir, s3.input)
+        captioner = build_captioner(s3)
+        if captioner is None:
+            log.warning(NO_CAPTIONER)
+        e2 = cfg.stage2.embed
+        embed = (caption_embedding(run_dir), e2.device, e2.batch_size) if s3.embed_captions else None
+        step = CaptionStep(captioner, s3.keep_alt, bounds(s3), embed)
+        df = kept_rows(spark, run_dir, table, with_pixels=captioner is not None, with_emb=embed is not None)
+        with job.phase("count_input"):
+            rows_in = df.count()
+        df = _spread(df, rows_in, s3.rows_per_task)
 
-    captions = flat_map(df, caption, get_schema("captions"))
-    with timer("caption_check_write"):
-        write_table(captions, str(out_dir), "captions")
-    with timer("count"):
-        counts = caption_counts(out_dir)
-    if counts["samples"] != rows_in:
-        raise RuntimeError(f"stage 3 lost samples: {rows_in} kept rows in, {counts['samples']} with caption rows out")
-    manifest = {
-        "job": "stage3", "table": "captions",
-        "input": {"table": table, "path": str(runs.stage_dir(run_dir, table)), "records": rows_in},
-        "output": {"path": str(out_dir), "usable": counts["samples_with_caption"], **counts},
-        "captioner": repr(captioner) if captioner is not None else None,
-        "note": NO_CAPTIONER if captioner is None else None,
-        "caption_embedding": {"model": embed[0], "from": str(runs.stage_dir(run_dir, "stage2")),
-                              **embedded_counts(out_dir)} if embed else None,
-        "config": cfg.model_dump(mode="json"),
-        "timings_s": timer.timings,
-    }
-    return runs.write_manifest(out_dir, manifest)
+        def caption(pdf: pd.DataFrame) -> Iterator[pd.DataFrame]:
+            yield _loaded(step)(pdf)  # the worker's loaded copy: weights load once per Python worker
+
+        captions = flat_map(df, caption, get_schema("captions"))
+        with job.phase("caption_check_write"):
+            write_table(captions, str(job.out_dir), "captions")
+        # one sample in, one or more caption rows out (a row per style and language)
+        job.count(rows_in, counter=caption_counts, key="samples")
+        return {
+            "input": {"table": table, "path": str(runs.stage_dir(run_dir, table)), "records": rows_in},
+            "captioner": repr(captioner) if captioner is not None else None,
+            "note": NO_CAPTIONER if captioner is None else None,
+            "caption_embedding": {"model": embed[0], "from": str(runs.stage_dir(run_dir, "stage2")),
+                                  **embedded_counts(job.out_dir)} if embed else None,
+        }
+
+    return runs.stage_job("stage3", {"captions": out_dir}, work, config=cfg, force=force)
