@@ -45,6 +45,8 @@ import numpy as np
 import pandas as pd
 
 from curation.steps import lsh
+from curation.steps.hashes import hash_matrix as _hash_matrix
+from curation.steps.hashes import min_hamming
 
 log = logging.getLogger(__name__)
 
@@ -186,26 +188,6 @@ def band_edges(n_bands: int) -> list[tuple[int, int]]:
     widths = [64 // n_bands + (1 if b < 64 % n_bands else 0) for b in range(n_bands)]
     shifts = np.cumsum([0] + widths[:-1]).tolist()
     return list(zip(shifts, widths))
-
-
-def min_hamming(hashes_a: np.ndarray, hashes_b: np.ndarray) -> np.ndarray:
-    """(na, h), (nb, h) int64 -> (na, nb): the least distance of a's primary to b's hashes or b's primary
-    to a's (column 0 is the primary hash; others, e.g. the mirrored hash, may be null as INT64_MIN)."""
-    from curation.signals.phash import hamming
-
-    best = hamming(hashes_a[:, :1], hashes_b[:, 0][None, :]).astype(np.int16)
-    for c in range(1, hashes_a.shape[1]):
-        for d in (hamming(hashes_a[:, c:c + 1], hashes_b[:, 0][None, :]),
-                  hamming(hashes_a[:, :1], hashes_b[:, c][None, :])):
-            best = np.minimum(best, d)
-    return best
-
-
-_NULL_HASH = np.iinfo(np.int64).min  # 1 then 63 zeros: far from any real pHash (those have 32 ones)
-
-
-def _hash_matrix(pdf: pd.DataFrame, hash_cols) -> np.ndarray:
-    return np.stack([pdf[c].fillna(_NULL_HASH).astype("int64").to_numpy() for c in hash_cols], axis=1)
 
 
 def _bucket_edges(hash_cols, max_hamming: int):

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from curation.steps.hashes import NULL_HASH, hash_matrix, pair_min_hamming
+
 DEFAULT_BITS = 16
 DEFAULT_TABLES = 24
 DEFAULT_SEED = 0
@@ -92,23 +94,11 @@ def bucket_pairs(keys: np.ndarray):
         active = active[left[active] >= o]
 
 
-def pair_min_hamming(ha: np.ndarray, hb: np.ndarray) -> np.ndarray:
-    """Row-wise least distance of a's primary hash to b's hashes and of b's primary to a's ((m, c) each)."""
-    from curation.signals.phash import hamming
-
-    best = hamming(ha[:, 0], hb[:, 0])
-    for c in range(1, ha.shape[1]):
-        best = np.minimum(best, np.minimum(hamming(ha[:, c], hb[:, 0]), hamming(ha[:, 0], hb[:, c])))
-    return best
-
-
 def group_edges(pdf: pd.DataFrame, hash_cols, max_hamming: int) -> pd.DataFrame:
     """One coarse group of entries (id, hashes, key) -> verified edges (a, b), a < b, deduplicated."""
-    from curation.steps.dedup import _hash_matrix
-
     pdf = pdf.sort_values("key", kind="stable")
     ids = pdf["id"].to_numpy()
-    h = _hash_matrix(pdf, hash_cols)
+    h = hash_matrix(pdf, hash_cols)
     out_a, out_b = [], []
     for i, j in bucket_pairs(pdf["key"].to_numpy()):
         ok = (ids[i] != ids[j]) & (pair_min_hamming(h[i], h[j]) <= max_hamming)
@@ -129,8 +119,6 @@ def lsh_edges(cand, hash_cols, max_hamming: int, bits: int = DEFAULT_BITS, table
     calls, a big one keeps each group's frame small."""
     from pyspark.sql import functions as F
 
-    from curation.steps.dedup import _NULL_HASH
-
     hash_cols = list(hash_cols)
     positions = sample_positions(tables, bits, seed)
     if groups is None:
@@ -141,7 +129,7 @@ def lsh_edges(cand, hash_cols, max_hamming: int, bits: int = DEFAULT_BITS, table
         # every non-null hash of a row enters every table, so a's mirror meets b's primary in a bucket
         for pdf in batches:
             for c in hash_cols:
-                part = pdf[pdf[c] != _NULL_HASH]  # a missing hash (e.g. no mirror) enters no table
+                part = pdf[pdf[c] != NULL_HASH]  # a missing hash (e.g. no mirror) enters no table
                 if len(part) == 0:
                     continue
                 keys = table_keys(part[c].astype("int64").to_numpy(), positions)
@@ -150,7 +138,7 @@ def lsh_edges(cand, hash_cols, max_hamming: int, bits: int = DEFAULT_BITS, table
                 yield rep
 
     # nulls filled in Spark: a bigint column with nulls reaches pandas as float64 and loses low bits
-    filled = [F.coalesce(F.col(c), F.lit(_NULL_HASH)).alias(c) for c in hash_cols]
+    filled = [F.coalesce(F.col(c), F.lit(NULL_HASH)).alias(c) for c in hash_cols]
     ent = cand.select("id", *filled).mapInPandas(entries, f"id string, {fields}, key bigint")
     ent = ent.withColumn("_g", F.pmod(F.xxhash64("key"), F.lit(groups)))
     edges = ent.groupBy("_g").applyInPandas(lambda pdf: group_edges(pdf, hash_cols, max_hamming),
