@@ -8,7 +8,7 @@ from pathlib import Path
 from curation.config import CurateConfig
 from curation.io.readers import READERS, detect, source_name
 from curation.io.records import RECORD
-from curation.signals import AltText, ImageHeader
+from curation.signals import Builder, resolve
 from curation.spark import flat_map, write_table
 from tools import runs
 
@@ -25,6 +25,12 @@ RAW_WRITE_OPTIONS = {
 
 TABLE = "raw"
 
+# The checks of every record (curation.signals.SIGNALS), in the read's own pass. Captions first: a broken
+# image still shows the caption it came with.
+SIGNAL_BUILDERS: list[Builder] = [
+    ("alt_text", lambda icfg, built: {}),
+    ("image_header", lambda icfg, built: dict(max_pixels=icfg.max_pixels, verify=icfg.verify)),
+]
 
 
 def build(spark, input_path: str, cfg: CurateConfig):
@@ -34,9 +40,9 @@ def build(spark, input_path: str, cfg: CurateConfig):
     source = icfg.source or source_name(input_path)
     plan = READERS[fmt](spark, input_path, icfg, source)
     # Read, decode the caption and check the image in one pass through Python: the bytes cross the
-    # JVM/Python boundary once. Captions first: a broken image still shows the caption it came with.
-    raw = flat_map(plan.units, plan.read, RECORD,
-                   scorers=(AltText(), ImageHeader(max_pixels=icfg.max_pixels, verify=icfg.verify)),
+    # JVM/Python boundary once.
+    checks, _ = resolve(SIGNAL_BUILDERS, icfg)
+    raw = flat_map(plan.units, plan.read, RECORD, scorers=tuple(checks.values()),
                    drop=("caption_raw",))  # alt_text holds the decoded caption; warnings say if it needed help
     return raw, plan, fmt, source
 

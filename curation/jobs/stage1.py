@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from curation.config import CurateConfig, Stage1Config
+from curation.config import CurateConfig, Stage1Config, Stage1Signals
+from curation.signals import Builder, resolve
 from curation.signals.analysis import ImageSignals
 from curation.signals.probe import probe_manifest
 from curation.spark import apply_scorer, read_table, write_table
@@ -19,35 +20,32 @@ log = logging.getLogger(__name__)
 TABLE = "stage1"
 
 
+def _ocr(sig: Stage1Signals, built: dict) -> dict | None:
+    o = sig.ocr
+    return dict(backend=o.backend, det_max_side=o.det_max_side, min_conf=o.min_conf, det_model=o.det_model,
+                rec_model=o.rec_model, cls_model=o.cls_model) if o.enabled else None
+
+
+def _fusion(sig: Stage1Signals, built: dict) -> dict | None:
+    on = sig.structure.fusion and "structure" in built and "ocr" in built
+    return dict(structure=built["structure"], path=sig.structure.fusion_model) if on else None
+
+
+# Stage 1's pixel signals (curation.signals.SIGNALS), cheapest first; fusion reads structure's and OCR's
+# outputs, so it runs last.
+SIGNAL_BUILDERS: list[Builder] = [
+    ("quality", lambda sig, built: {} if sig.quality else None),
+    ("layout", lambda sig, built: {} if sig.layout else None),
+    ("structure", lambda sig, built: dict(model=sig.structure.model) if sig.structure.enabled else None),
+    ("ocr", _ocr),
+    ("structure_fusion", _fusion),
+]
+
+
 def build_signals(cfg: Stage1Config) -> tuple:
     """The pixel signals the config turns on, cheapest first."""
-    sig = cfg.signals
-    out = []
-    if sig.quality:
-        from curation.signals.quality import QualitySignal
-
-        out.append(QualitySignal())
-    if sig.layout:
-        from curation.signals.layout import LayoutSignal
-
-        out.append(LayoutSignal())
-    structure = None
-    if sig.structure.enabled:
-        from curation.signals.structure import StructureSignal
-
-        structure = StructureSignal(model=sig.structure.model)
-        out.append(structure)
-    if sig.ocr.enabled:
-        from curation.signals.ocr import OcrSignal
-
-        o = sig.ocr
-        out.append(OcrSignal(backend=o.backend, det_max_side=o.det_max_side, min_conf=o.min_conf,
-                             det_model=o.det_model, rec_model=o.rec_model, cls_model=o.cls_model))
-        if structure is not None and sig.structure.fusion:  # reads both outputs: last
-            from curation.signals.structure_fusion import StructureFusionSignal
-
-            out.append(StructureFusionSignal(structure=structure, path=sig.structure.fusion_model))
-    return tuple(out)
+    built, _ = resolve(SIGNAL_BUILDERS, cfg.signals)
+    return tuple(built.values())
 
 
 def _spread(spark, df, rows: int, rows_per_task: int = 500):

@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 
 from curation.config import CurateConfig, Stage2Config
+from curation.signals import Builder, resolve
+from curation.signals.descriptor import NAME as DESCRIPTOR
 from curation.spark import apply_scorer, read_table, write_table
 from curation.steps.decide import check_rules, decide
 from curation.steps.tiers import assign_aesthetic_tier, assign_tiers, check_tiers
@@ -23,35 +25,42 @@ WEIGHT_FREE_WARNING = ("embeddings are descriptor-v1, a weight-free colour/textu
                        "concept tags. Set stage2.embed.model to a CLIP model for semantic embeddings.")
 
 
+def _aesthetic(c: Stage2Config, built: dict) -> dict | str:
+    if not c.aesthetic.head:
+        return "no stage2.aesthetic.head given: aesthetic and aesthetic_tier are null"
+    return dict(head=c.aesthetic.head, model=c.embed.model)
+
+
+def _concepts(c: Stage2Config, built: dict) -> dict | str:
+    if not c.concepts.enabled:
+        return "off (stage2.concepts.enabled: false)"
+    if c.embed.model == DESCRIPTOR:
+        return "skipped: descriptor-v1 has no text tower to score the vocabulary with"
+    k = c.concepts
+    return dict(model=c.embed.model, vocabularies=k.vocabularies, top_k=k.top_k, scale=k.scale,
+                min_score=k.min_score, device=c.embed.device)
+
+
+# Stage 2's scorers (curation.signals.SIGNALS) in one chain: the pHash of the decoded pixels, the embedding,
+# then what reads the embedding.
+SIGNAL_BUILDERS: list[Builder] = [
+    ("phash", lambda c, built: {}),
+    ("embed", lambda c, built: dict(model=c.embed.model, device=c.embed.device, batch_size=c.embed.batch_size)),
+    ("aesthetic", _aesthetic),
+    ("concepts", _concepts),
+]
+
+
 def build_scorers(cfg: Stage2Config) -> tuple[tuple, dict[str, str]]:
     """The scorers of the config, in one chain, and notes on what is off and why (for the manifest)."""
     from curation.signals.analysis import ImageSignals
-    from curation.signals.descriptor import NAME as DESCRIPTOR
-    from curation.signals.embed import EmbedSignal
-    from curation.signals.phash import PHashSignal
 
-    e = cfg.embed
-    scorers = [ImageSignals((PHashSignal(),)), EmbedSignal(model=e.model, device=e.device, batch_size=e.batch_size)]
-    notes: dict[str, str] = {}
-    if cfg.aesthetic.head:
-        from curation.signals.aesthetic import AestheticSignal
-
-        scorers.append(AestheticSignal(head=cfg.aesthetic.head, model=e.model))
-    else:
-        notes["aesthetic"] = "no stage2.aesthetic.head given: aesthetic and aesthetic_tier are null"
-    if not cfg.concepts.enabled:
-        notes["concepts"] = "off (stage2.concepts.enabled: false)"
-    elif e.model == DESCRIPTOR:
-        notes["concepts"] = "skipped: descriptor-v1 has no text tower to score the vocabulary with"
-    else:
-        from curation.signals.concepts import ConceptSignal
-
-        c = cfg.concepts
-        scorers.append(ConceptSignal(model=e.model, vocabularies=c.vocabularies, top_k=c.top_k, scale=c.scale,
-                                     min_score=c.min_score, device=e.device))
-    if e.model == DESCRIPTOR:
+    built, notes = resolve(SIGNAL_BUILDERS, cfg)
+    # pHash works on the shared reduced decode, which ImageSignals makes once per image
+    scorers = (ImageSignals((built.pop("phash"),)), *built.values())
+    if cfg.embed.model == DESCRIPTOR:
         notes["embedding"] = WEIGHT_FREE_WARNING
-    return tuple(scorers), notes
+    return scorers, notes
 
 
 def check(spark, cfg: CurateConfig) -> tuple:
@@ -76,10 +85,9 @@ def check(spark, cfg: CurateConfig) -> tuple:
 
     c2 = cfg.stage2
     make_embedder(c2.embed.model)  # a bad spec, head or vocabulary fails here, not in a worker
-    if c2.aesthetic.head:
-        from curation.signals.aesthetic import AestheticSignal
-
-        AestheticSignal(head=c2.aesthetic.head, model=c2.embed.model).load()  # numpy or torch.load: cheap
+    for scorer in build_scorers(c2)[0]:
+        if scorer.name == "aesthetic":  # a head that does not fit the model fails here (numpy or torch: cheap)
+            scorer.load()
     if c2.concepts.enabled:
         from curation.signals.concepts import load_vocabulary
 
@@ -184,7 +192,7 @@ def run(spark, stage1_dir: Path, raw_dir: Path, out_dir: Path, cfg: CurateConfig
             log.warning("stage 2 %s: %s", k, v)
         return {"input": {"path": str(stage1_dir), "records": rows_in, "in_play": live_rows,
                           "pixels_from": str(raw_dir)},
-                "embedding": {"model": c2.embed.model, "weight_free": c2.embed.model == "descriptor-v1"},
+                "embedding": {"model": c2.embed.model, "weight_free": c2.embed.model == DESCRIPTOR},
                 "notes": notes, "clusters": clusters, "summary": summarize(job.out_dir),
                 "signals": [repr(s) for s in scorers], "probes": probe_manifest(probes)}
 
