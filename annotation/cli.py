@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from tools.cli_options import fail
+
 app = typer.Typer(help="Active learning with Label Studio: select, label, pull, train a probe.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 server_app = typer.Typer(help="A local Label Studio (its own venv, loopback, data folder).", no_args_is_help=True)
@@ -34,12 +36,10 @@ def _errors():
     try:
         yield
     except NotLabelledYet as e:
-        typer.echo(f"waiting: {e}", err=True)
-        raise typer.Exit(3)
+        fail(e, code=3, label="waiting")
     except (ServerError, LabelStudioError, LabelStudioUnavailable, FileNotFoundError, ValueError,
             RuntimeError) as e:
-        typer.echo(f"error: {redact(str(e))}", err=True)
-        raise typer.Exit(2)
+        fail(redact(str(e)))  # a server's message may quote the token
 
 
 @server_app.command("install")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tools.cli_options import ConfigOpt, DryRunOpt, ForceOpt, MasterOpt, SetOpt, SparkConfOpt, VerboseOpt
+from tools.cli_options import ConfigOpt, DryRunOpt, ForceOpt, MasterOpt, SetOpt, SparkConfOpt, VerboseOpt, fail
 
 app = typer.Typer(help="Run the curation funnel, all of it or one stage at a time.", no_args_is_help=True)
 
@@ -32,12 +32,6 @@ def _config(config, overrides, master, spark_conf):
     return load(CurateConfig, default=default, path=config, overrides=overrides or [], patch=patch)
 
 
-def _fail(console, e: Exception):
-    console.print("[red]error:[/red] ", end="")
-    console.print(str(e), markup=False, highlight=False)
-    raise typer.Exit(2)
-
-
 def _run(input_path, output, stages, config, overrides, force, dry_run, master, spark_conf, verbose) -> None:
     from rich.console import Console
 
@@ -56,7 +50,7 @@ def _run(input_path, output, stages, config, overrides, force, dry_run, master, 
             return
         pipeline.check_inputs(input_path, output, stages, cfg)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(err, e)
+        fail(e)
 
     from curation.spark import session
     from tools.progress import spark_progress
@@ -72,7 +66,7 @@ def _run(input_path, output, stages, config, overrides, force, dry_run, master, 
             if st.name == "mix":
                 err.print(_mix_audit(manifest), markup=False, highlight=False)
     except (ValueError, FileNotFoundError) as e:
-        _fail(err, e)
+        fail(e)
     finally:
         spark.stop()
 
@@ -172,7 +166,7 @@ def decide_cmd(output: OutputOpt, stage: Annotated[str, typer.Option(help="the s
             return
         table = pipeline.check_current(output, stage)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(err, e)
+        fail(e)
     from curation.jobs import redecide
     from curation.spark import session
 
@@ -183,7 +177,7 @@ def decide_cmd(output: OutputOpt, stage: Annotated[str, typer.Option(help="the s
         err.print(f"{stage} re-decided: {out['rows']} rows, kept {out.get('kept')}, dropped {out.get('dropped')}",
                   markup=False, highlight=False)
     except ValueError as e:
-        _fail(err, e)
+        fail(e)
     finally:
         spark.stop()
     # The new table is written (with its _SUCCESS) before this: a decide killed earlier leaves the stage
@@ -215,7 +209,7 @@ def calibrate_cmd(output: OutputOpt,
         scores, suggestions = calibrate(runs.stage_dir(output, stage), labels, cfg.rules(stage), target_precision,
                                         stage=stage)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(err, e)
+        fail(e)
 
     def f(x):
         return "-" if x is None else f"{x:.3f}"
@@ -275,7 +269,7 @@ def train_aesthetic_cmd(
     try:
         path, metrics = run(labels, embeddings, out, task=task, pair_task=pair_task, epochs=epochs, seed=seed)
     except (ValueError, FileNotFoundError) as e:
-        _fail(err, e)
+        fail(e)
     err.print(f"aesthetic head -> {path}; validation {metrics}", markup=False, highlight=False)
     print(f"--set stage2.aesthetic.head={path}")
 
@@ -296,14 +290,14 @@ def _spark_job(config, overrides, master, spark_conf, verbose, work, dry_run: bo
             _print_plan(dump(cfg), plan(cfg))
             return
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(err, e)
+        fail(e)
     from curation.spark import session
 
     spark = session(cfg.spark.master, cfg.spark.driver_memory, cfg.spark.conf)
     try:
         err.print(work(spark, cfg), markup=False, highlight=False)
     except (ValueError, FileNotFoundError) as e:
-        _fail(err, e)
+        fail(e)
     finally:
         spark.stop()
 

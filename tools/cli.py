@@ -9,6 +9,7 @@ import typer
 
 from annotation.cli import app as annotate_app
 from curation.cli import app as curate_app
+from tools.cli_options import fail
 from training.cli import app as train_app
 
 app = typer.Typer(name="sluice", help="Curate image-text data at scale, label it, and train on it.",
@@ -27,8 +28,7 @@ def inspect(table: Annotated[Path, typer.Argument(help="a table folder, e.g. run
     try:
         inspect_table(table, rows)
     except (FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+        fail(e)
 
 
 @app.command()
@@ -39,8 +39,7 @@ def report(run: Annotated[Path, typer.Argument(help="a run folder written by `sl
     try:
         typer.echo(f"report: {write_report(run)}")
     except FileNotFoundError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+        fail(e)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Option aliases shared by every command, so flags mean the same thing everywhere."""
+"""Option aliases and the error exit shared by every command, so flags mean the same thing everywhere and
+a failure reads the same whichever command hit it."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -12,3 +13,10 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print the resolved c
 MasterOpt = Annotated[Optional[str], typer.Option("--master", help="Spark master, e.g. spark://host:7077; default local[*]")]
 SparkConfOpt = Annotated[Optional[list[str]], typer.Option("--spark-conf", help="a Spark setting, key=value; repeatable")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]
+
+
+def fail(error: BaseException | str, code: int = 2, label: str = "error") -> NoReturn:
+    """End a command on a failure the user can fix: `error: <message>` on stderr, one line that is never
+    wrapped (whole for grep and copy), no traceback; exit `code` (2: fix something and run again)."""
+    typer.echo(f"{typer.style(label + ':', fg='red' if label == 'error' else 'yellow')} {error}", err=True)
+    raise typer.Exit(code)

@@ -18,8 +18,9 @@ app.command("refine")(refine_command)  # `sluice refine`: existing images -> 2x
 
 
 def _fail(e: Exception):
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2)
+    from tools.cli_options import fail
+
+    fail(e)
 
 
 @app.command()
