@@ -206,6 +206,17 @@ def test_the_guard_state_resumes_exactly(stage_config, match_reward):
     assert again.step == 2 and again.terms["reward_feedback"].state_dict()["guard"] == state
 
 
+def test_two_rlhf_runs_with_one_seed_are_identical(stage_config, match_reward, tmp_path):
+    from training.engine.loop import Trainer
+
+    cfg = _rlhf_stage(stage_config, match_reward)
+    runs = []
+    for name in ("a", "b"):
+        tr = Trainer(_cfg({**cfg, "run": {**cfg["run"], "out_dir": str(tmp_path / name)}}))
+        runs.append(tr.train_step(next(iter(tr.data))))
+    assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["terms"] == runs[1]["terms"]
+
+
 def test_feedback_refuses_a_reward_it_cannot_follow_before_training(stage_config, match_reward):
     pytest.importorskip("rapidocr")
     from training.engine.loop import Trainer
