@@ -140,9 +140,9 @@ def _print_round(state: dict, folder: Path) -> None:
 
 
 def _truth(path: Path, column: str) -> dict[str, str]:
-    import pyarrow.parquet as pq
+    from tools.tables import open_table
 
-    t = pq.read_table(path, columns=["id", column])
+    t = open_table(path).to_table(columns=["id", column])
     return {str(i): str(v) for i, v in zip(t.column("id").to_pylist(), t.column(column).to_pylist()) if v is not None}
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from annotation import loop_config
 from annotation.features import Pool, image_bytes, load_pool
@@ -25,6 +24,7 @@ from annotation.selection import hash_order, select
 from annotation.tasks import build_tasks, existing_ids, inline_refs, prediction, write_local
 from annotation.templates import render
 from tools.probe_format import CARD_FILE, load_probe
+from tools.tables import open_table
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def _xy(pool: Pool, labels: dict[str, str], ids, positive: list[str]):
 
 
 def _round_labels(rnd: Round, cfg) -> tuple[dict[str, str], set[str]]:
-    df = pd.read_parquet(rnd.dir / "labels")
+    df = open_table(rnd.dir / "labels").to_table().to_pandas()
     _, eval_ids = _taken(rnd.loop_dir, rnd.number + 1)
     return training_labels(df, cfg.primary_question()), set(eval_ids)
 

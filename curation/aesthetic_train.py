@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.signals import embedding_codec as codec
+from tools.tables import open_table
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ def _val(id_: str, frac: float, seed: int) -> bool:
 
 def load_data(labels: Path, embeddings: Path, task: str, pair_task: str) -> TrainData:
     """Join labels with the embeddings of a stage-2 table (read with pyarrow; no Spark)."""
-    lab = _open(labels).to_table(columns=["id", "task", "label"]).to_pylist()
-    emb = _open(embeddings).to_table(columns=["id", "img_emb", "emb_model"]).to_pylist()
+    lab = open_table(labels).to_table(columns=["id", "task", "label"]).to_pylist()
+    emb = open_table(embeddings).to_table(columns=["id", "img_emb", "emb_model"]).to_pylist()
     emb = [r for r in emb if r["img_emb"] is not None]
     models = sorted({r["emb_model"] for r in emb})
     if len(models) != 1:
@@ -73,17 +74,6 @@ def load_data(labels: Path, embeddings: Path, task: str, pair_task: str) -> Trai
         raise ValueError(f"only {len(ratings)} rated images and {len(pairs)} pairs have embeddings; "
                          f"label more (tasks {task!r}, {pair_task!r}) before training")
     return TrainData(codec.decode([r["img_emb"] for r in emb]), [r["id"] for r in emb], ratings, pairs, models[0])
-
-
-def _open(path: Path):
-    """A table folder, or one parquet file (a labels export)."""
-    if Path(path).is_file():
-        import pyarrow.dataset as ds
-
-        return ds.dataset(str(path), format="parquet")
-    from tools.tables import open_table
-
-    return open_table(path)
 
 
 def _rating(label: str) -> float:

@@ -74,8 +74,9 @@ def session(master: str | None = None, driver_memory: str = "2g", conf: dict[str
 # ---------------------------------------------------------------- tables
 
 
-def read_table(spark, path: str, table: str):
-    """Read a Sluice table, refusing one of another schema name or version."""
+def read_table(spark, path: str, table: str | tuple[str, ...], where: str | None = None):
+    """Read a Sluice table, refusing one of another schema name (`table`: one, or those accepted) or version;
+    `where` names the table in that refusal (default: its path)."""
     from pyspark.errors import AnalysisException
 
     try:
@@ -83,7 +84,7 @@ def read_table(spark, path: str, table: str):
     except AnalysisException as e:
         raise FileNotFoundError(f"cannot read table {path}: {str(e).splitlines()[0]}") from None
     meta = df.schema["id"].metadata.get(TAG_KEY) if "id" in df.columns else None
-    check_tag(json.loads(meta) if meta else None, table, where=str(path))
+    check_tag(json.loads(meta) if meta else None, table, where=where or str(path))
     return df
 
 

@@ -49,16 +49,19 @@ def tag(name: str) -> dict[str, str]:
     return {"table": name, "schema_version": str(SCHEMA_VERSION)}
 
 
-def check_tag(found: dict | None, expected_name: str, where: str) -> None:
-    """Raise SchemaMismatch, saying what to do, unless `found` marks `expected_name` at SCHEMA_VERSION."""
+def check_tag(found: dict | None, expected_name: str | tuple[str, ...], where: str) -> None:
+    """Raise SchemaMismatch, saying what to do, unless `found` marks `expected_name` (or one of several) at
+    SCHEMA_VERSION."""
     if not found:
         raise SchemaMismatch(
             f"{where} has no Sluice schema tag; it was not written by Sluice (or by a version before tags). "
             f"Re-run the job that writes it with --force."
         )
     name, version = found.get("table"), found.get("schema_version")
-    if name != expected_name:
-        raise SchemaMismatch(f"{where} holds a {name!r} table, expected {expected_name!r}; check the path.")
+    names = (expected_name,) if isinstance(expected_name, str) else tuple(expected_name)
+    if name not in names:
+        want = " or ".join(repr(n) for n in names)
+        raise SchemaMismatch(f"{where} holds a {name!r} table, expected {want}; check the path.")
     if str(version) != str(SCHEMA_VERSION):
         raise SchemaMismatch(
             f"{where} was written with schema version {version}, this Sluice reads version {SCHEMA_VERSION}; "

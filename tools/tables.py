@@ -10,12 +10,16 @@ import pyarrow.dataset as ds
 from schemas.registry import check_tag, read_tag
 
 
-def open_table(path: str | Path, expected: str | None = None) -> ds.Dataset:
-    """The table at `path` as a pyarrow dataset; with `expected`, its schema tag is checked."""
+def open_table(path: str | Path, expected: str | tuple[str, ...] | None = None) -> ds.Dataset:
+    """The table at `path` (a table folder, or one parquet file) as a pyarrow dataset: the one way Sluice reads
+    a table without Spark. With `expected` (a table name, or several), its schema tag is checked."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    files = sorted(str(p) for p in path.rglob("*.parquet") if not p.name.startswith(("_", ".")))
+    if path.is_file():
+        files = [str(path)]
+    else:  # Spark's and our markers (_SUCCESS, _manifest.json) and hidden temporaries are not data
+        files = sorted(str(p) for p in path.rglob("*.parquet") if not p.name.startswith(("_", ".")))
     if not files:
         raise FileNotFoundError(f"{path} holds no parquet files; is it a table folder (e.g. <run>/raw)?")
     dataset = ds.dataset(files, format="parquet")

@@ -6,7 +6,6 @@ dropped earlier). `_distribution.json` beside the table holds the before/after s
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -24,19 +23,9 @@ INPUTS = ("stage2", "pool")  # a pool can be downsampled again to a smaller size
 
 def read_input(spark, path: str):
     """Read a stage-2 table or a pool, refusing any other table with a message that says what to pass."""
-    from pyspark.errors import AnalysisException
+    from curation.spark import read_table
 
-    from schemas.registry import TAG_KEY, check_tag
-
-    try:
-        df = spark.read.parquet(str(path))
-    except AnalysisException as e:
-        raise FileNotFoundError(f"cannot read table {path}: {str(e).splitlines()[0]}") from None
-    meta = df.schema["id"].metadata.get(TAG_KEY) if "id" in df.columns else None
-    found = json.loads(meta) if meta else None
-    name = found.get("table") if found else None
-    check_tag(found, name if name in INPUTS else INPUTS[0], where=f"{path} (downsample reads {' or '.join(INPUTS)})")
-    return df
+    return read_table(spark, path, INPUTS, where=f"{path} (downsample reads {' or '.join(INPUTS)})")
 
 
 def to_pool(df):
@@ -59,7 +48,9 @@ def shares(spark, table_dir: Path) -> dict:
     """Rows per source and per concept tag, among rows in play before and kept after (two small aggregations)."""
     from pyspark.sql import functions as F
 
-    df = spark.read.parquet(str(table_dir))
+    from curation.spark import read_table
+
+    df = read_table(spark, str(table_dir), TABLE)
     before = F.col("error").isNull() & (F.col("drop_reason").isNull() | (F.col("drop_stage") == F.lit("downsample")))
     after = F.col("error").isNull() & F.col("drop_reason").isNull()
     out = {}

@@ -172,12 +172,12 @@ def write_shards(spark, df, out_dir: Path, cfg: ExportConfig):
 def finish_index(parts: Path, out_dir: Path) -> dict:
     """index.parquet from the written rows (one file, tagged), and the counts of what was not written."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
     from schemas.registry import TAG_KEY, get_schema, tag
+    from tools.tables import open_table
 
-    t = ds.dataset(str(parts), format="parquet").to_table()
+    t = open_table(parts).to_table()
     ok = t.filter(pc.is_null(t["error"]))
     errors = t.filter(pc.is_valid(t["error"]))["error"].to_pylist()
     schema = pa.schema([f.with_metadata({**(f.metadata or {}), TAG_KEY.encode(): json.dumps(tag("shard_index"))})
