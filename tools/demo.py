@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from schemas.shards import IMAGE_MEMBER, META_MEMBER, split_member
 from tools import runs
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ def check_readers(export_dir: Path, cache_dir: Path) -> dict[str, int]:
     if not tars or not expected:
         raise ValueError(f"{export_dir} holds no samples; the demo needs some kept rows to export")
     n_wds = 0
-    for key, image, meta in wds.WebDataset(tars, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "json"):
+    samples = wds.WebDataset(tars, shardshuffle=False).decode("pil").to_tuple("__key__", IMAGE_MEMBER, META_MEMBER)
+    for key, image, meta in samples:
         if meta["key"] != key or image.size != (meta["width"], meta["height"]):
             raise ValueError(f"webdataset read sample {key} with json key {meta['key']} and size {image.size}; "
                              f"the shards break docs/export-format.md")
@@ -59,7 +61,7 @@ def captions(export_dir: Path) -> list[str]:
     for tar in sorted((export_dir / "shards").rglob("*.tar")):
         with tarfile.open(tar) as tf:
             for m in tf:
-                if m.name.endswith(".json"):
+                if split_member(m.name)[1] == META_MEMBER:
                     meta = json.loads(tf.extractfile(m).read())
                     out += [t for langs in meta["captions"].values() for t in langs.values() if t]
     return out

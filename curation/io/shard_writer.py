@@ -9,9 +9,8 @@ Layout (under the export folder):
 Each sample is two members with the same key (the sample id, 32 hex characters, no dots; a copy that an
 exported mix repeats is keyed `<id>_<n>`):
 `<key>.jpg`, RGB JPEG re-encoded with the long side <= max_side (never upscaled, never cropped), and
-`<key>.json`: {"id","key","source","uri","width","height","orig_width","orig_height","aspect_bucket",
-"aspect_buckets","captions":{style:{lang:text}},"styles","signals","tags","cluster_path"}, with the same
-keys and value types in every sample ("" for a missing caption or string signal, NaN for a missing number).
+`<key>.json`: schemas.shards.SAMPLE_JSON_KEYS ("captions": {style: {lang: text}}), with the same keys and
+value types in every sample ("" for a missing caption or string signal, NaN for a missing number).
 Members are written with fixed metadata (mtime 0, uid 0, mode 0644), so the same input gives the same
 bytes. A shard is written to a hidden temporary name and renamed when complete.
 """
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from schemas.shards import IMAGE_MEMBER, META_MEMBER, member_name
 
 # The column holding each row's key in the shards (the id, or `<id>_<n>` for a mix's copies).
 SHARD_KEY = "_shard_key"
@@ -126,8 +126,9 @@ class ShardWriter:
         meta.update(width=w, height=h)
         if path != self._path:
             self._open(path)
-        _add(self._tar, f"{key}.jpg", jpg)
-        _add(self._tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        _add(self._tar, member_name(key, IMAGE_MEMBER), jpg)
+        _add(self._tar, member_name(key, META_MEMBER),
+             json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"))
         row.update(width=w, height=h, styles=meta["styles"])
         return row
 

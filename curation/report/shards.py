@@ -12,6 +12,7 @@ from pathlib import Path
 
 from curation.report.charts import bar_chart
 from curation.report.thumbs import grid
+from schemas.shards import IMAGE_MEMBER, META_MEMBER, split_member
 from tools import runs
 
 N_PER_BUCKET = 2
@@ -60,11 +61,12 @@ def _read_samples(tar_path: Path, n: int) -> list[tuple[str, bytes, dict]]:
     found: dict[str, dict] = {}
     with tarfile.open(tar_path) as tar:
         for member in tar:
-            key, _, ext = member.name.partition(".")
+            key, ext = split_member(member.name)
             found.setdefault(key, {})[ext] = tar.extractfile(member).read()
             if len(found) > n:
                 break
-    return [(k, v["jpg"], json.loads(v["json"])) for k, v in found.items() if {"jpg", "json"} <= set(v)][:n]
+    return [(k, v[IMAGE_MEMBER], json.loads(v[META_MEMBER])) for k, v in found.items()
+            if {IMAGE_MEMBER, META_MEMBER} <= set(v)][:n]
 
 
 def demo_model_section(run_dir: Path, out_dir: Path) -> str | None:

@@ -13,6 +13,7 @@ import pytest
 from curation.config import CurateConfig
 from curation.io.aspect_buckets import Ladders, ladder, nearest
 from schemas.captions import CAPTION_STYLES
+from schemas.shards import SAMPLE_JSON_KEYS
 
 MAX_SIDE = 256
 
@@ -102,6 +103,7 @@ def test_sample_content_follows_the_contract(exported):
             im = Image.open(io.BytesIO(files[key + ".jpg"]))
             assert im.format == "JPEG" and im.mode == "RGB" and max(im.size) <= MAX_SIDE
             assert (meta["width"], meta["height"]) == im.size and meta["key"] == meta["id"] == key
+            assert sorted(meta) == sorted(SAMPLE_JSON_KEYS)  # the keys the trainer reads (schemas/shards.py)
             assert f"/{meta['aspect_bucket']}/" in shard and set(meta["aspect_buckets"]) == {"1024", "512"}
             src = alts[key]
             assert (meta["orig_width"], meta["orig_height"]) == (src["width"], src["height"])

@@ -51,3 +51,10 @@ def test_tag_check_names_the_fix():
 def test_tag_is_read_from_pyarrow_field_metadata():
     schema = pa.schema([pa.field("id", pa.string(), metadata={"sluice": json.dumps(tag("raw"))})])
     assert read_tag(schema) == tag("raw")
+
+
+def test_shard_members_split_at_the_first_dot():
+    from schemas.shards import IMAGE_MEMBER, LOSE_MEMBER, META_MEMBER, SOURCE_MEMBER, member_name, split_member
+
+    for member in (IMAGE_MEMBER, META_MEMBER, LOSE_MEMBER, SOURCE_MEMBER):
+        assert split_member(member_name("0f3a_2", member)) == ("0f3a_2", member)
