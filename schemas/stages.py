@@ -23,5 +23,5 @@ def stage_schema(signals: list[pa.Field]) -> pa.Schema:
     return pa.schema(IDENTITY + CARRIED_FROM_RAW + signals + DECISION + ERROR)
 
 
-# The signal columns of stage 1 and 2 are filled in by their issues; the decision contract is fixed here.
+# What every stage table has whatever it computed: identity, the carried columns, the decision and error.
 STAGE_BASE = stage_schema([])

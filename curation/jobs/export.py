@@ -113,7 +113,8 @@ def captioned(spark, run_dir: Path, table: str):
     from curation.spark import read_table
 
     caps = read_table(spark, str(runs.stage_dir(run_dir, "stage3")), "captions").where(F.col("text").isNotNull())
-    score = F.col("clip_score") if "clip_score" in caps.columns else F.lit(None).cast("float")  # older stage 3
+    # a captions table of schema version 1 may lack clip_score: its samples export with NaN scores
+    score = F.col("clip_score") if "clip_score" in caps.columns else F.lit(None).cast("float")
     caps = caps.groupBy("id").agg(F.collect_list(F.struct("style", "lang", "text", "model", "prompt_version",
                                                           score.alias("clip_score"))).alias("captions"))
     df = read_table(spark, str(runs.stage_dir(run_dir, table)), table)

@@ -55,7 +55,7 @@ DEFAULT_MAX_HAMMING = 10  # chosen on tools/near_dup_data.py; see docs/benchmark
 DEFAULT_CANDIDATES = "lsh"  # near: exact pigeonhole banding is ~0.8 N^2 checks at max_hamming 10 (bench:stage2)
 DEFAULT_SEMANTIC_THRESHOLD = 0.95
 DUP_COLUMNS = ("dup_level", "dup_group", "dup_of")
-# The decide rules for stage 2's config; their names are the drop reasons the issue asks for.
+# The decide rules for stage 2's config: a duplicate's drop reason names the level that found it.
 DEDUP_RULES = [
     {"name": "duplicate", "keep_if": "dup_of IS NULL OR dup_level <> 'exact'"},
     {"name": "near_duplicate", "keep_if": "dup_of IS NULL OR dup_level <> 'near'"},
