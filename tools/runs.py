@@ -149,9 +149,9 @@ class StageJob:
         with self.phase("count" if table == next(iter(self.dirs)) else f"count_{table}"):
             counts = counter(self.dirs[table])
         if expected is not None and counts[key] != expected:
-            raise RuntimeError(f"{self.name} wrote {counts[key]} {key} to {self.dirs[table]} for {expected} inputs; "
-                               f"every input must have exactly one row out (kept, dropped with a reason, or an "
-                               f"error). This is a bug; the table is left unfinished, so no later job reads it")
+            raise RuntimeError(f"{self.name} wrote {counts[key]} {key} to {self.dirs[table]}, {expected} expected: "
+                               f"nothing may be lost (an input is kept, dropped with a reason, or an error row). "
+                               f"This is a bug; the table is left unfinished, so no later job reads it")
         self.counts[table] = counts
         return counts
 
@@ -211,8 +211,8 @@ def _manifest(name: str, table: str, final: Path, entries: dict, job: StageJob, 
 
 
 def _replace(final: Path, new: Path) -> None:
-    """Put the complete table `new` in place of `final`. A kill in between leaves `final` without its
-    `_SUCCESS` (the manifest is written after this), which no job reads and the next run redoes."""
+    """Put the complete table `new` in place of `final`. A kill before the manifest is written leaves `final`
+    missing or without its `_SUCCESS`: no job reads it, and the next run of its job redoes it."""
     old = final.with_name(final.name + ".old")
     if old.exists():
         shutil.rmtree(old)
