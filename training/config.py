@@ -151,10 +151,41 @@ class RefinerConfig(Frozen):
     """A refiner (the `refine` term, training/objectives/refine.py): from the base output upsampled by
     `degrade.scale` to a refined image, over the low-noise end of the flow only (SDXL's refiner)."""
 
-    # training t is drawn in [0, t_max]; sampling starts there, from the condition noised to t_max
-    t_max: float = Field(0.5, gt=0, le=1)
+    # training t is drawn in [0, t_max]; sampling starts there, from the condition noised to t_max. 0.35: SDXL's
+    # refiner takes the first 200 of 1000 noise levels, whose noise-to-signal ratio is that of t = 0.36 here
+    t_max: float = Field(0.35, gt=0, le=1)
+    # training t is drawn at or above t_min: the sampler evaluates the model at t_max * k / steps (k = steps..1)
+    # only, so t_min = t_max / steps spends nothing below its last step, where x_t all but shows the answer and
+    # the model learns to copy it (a copy that leaks noise at t_max); 0 serves any number of steps
+    t_min: float = Field(0.0, ge=0, le=1)
     steps: int = Field(4, ge=1)  # the sampler's default Euler steps from t_max to 0
+    # What the DiT's output means. "velocity": the flow's velocity, as the base's: the refiner starts exactly at
+    # its base. "residual": the clean image minus the condition, v = (x_t - cond - out) / t: a refiner trained
+    # from scratch (its DiT outputs 0 at init) then starts as the plain upsampler, and the noise it is handed
+    # passes through exactly instead of being relearned (use it without a base to start from).
+    predict: Literal["velocity", "residual"] = "velocity"
+    # how the per-sample losses weigh t: "velocity", rectified flow's own; or "x0", the squared error of the clean
+    # estimate x_t - t v (the velocity's x t^2): detail the condition cannot tell, amplified by 1/t in the
+    # velocity target, then no longer dominates the gradient at low t, where the sampler spends little
+    loss: Literal["velocity", "x0"] = "velocity"
+    # The training path from the clean image x0 (t = 0) to t_max. "flow": the base's, x_t = (1 - t) x0 + t eps; the
+    # sampler, though, starts from the condition noised, so at t_max training shows the model 0.65 x0 (at 0.35)
+    # where sampling shows it 0.65 cond, and a model that learns to read the answer off x_t finds none there.
+    # "bridge" (ResShift's, Yue et al. 2023): x_t = x0 + (t / t_max) (x_start - x0) with x_start = (1 - t_max) cond
+    # + t_max eps, the sampler's own start, so training and sampling see the same x_t at every step; the noise
+    # level at t stays t. Velocity and residual keep their meaning (x_t - x0 = t v).
+    path: Literal["flow", "bridge"] = "flow"
     degrade: DegradeConfig = DegradeConfig()  # how clean images become training conditions
+
+    @model_validator(mode="after")
+    def _residual_in_x0(self):
+        if self.t_min >= self.t_max:
+            raise ValueError(f"objective.refiner.t_min={self.t_min} must lie below t_max={self.t_max}, e.g. "
+                             "t_max / steps")
+        if self.predict == "residual" and self.loss != "x0":
+            raise ValueError("objective.refiner.predict=residual needs loss=x0 (its velocity loss divides by t^2, "
+                             "unbounded as t -> 0)")
+        return self
 
 
 class ObjectiveConfig(Frozen):

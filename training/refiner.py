@@ -70,7 +70,9 @@ class Refiner:
 
     def velocity(self, cond: tuple, source: torch.Tensor):
         """(x, t) -> the refiner's velocity under the condition, texture-guided when a texture model is loaded."""
-        dit, w = self.pipe.dit, self.texture_scale
+        from training.objectives.refine import as_velocity
+
+        dit, w, predict = self.pipe.dit, self.texture_scale, self.settings.predict
 
         def plain(x, t):
             from training.models.adapters import lora_disabled
@@ -78,14 +80,15 @@ class Refiner:
             with lora_disabled(dit):
                 return dit(x, t, *cond, None, source)
 
-        def guided(x, t):
+        def guided(x, t):  # the mix is linear in the output, so it holds for velocity and residual alike
             if self.textured and w == 0.0:
-                return plain(x, t)
-            v = dit(x, t, *cond, None, source)
-            if not self.textured or w == 1.0:
-                return v
-            v0 = plain(x, t)
-            return v0 + w * (v - v0)
+                out = plain(x, t)
+            else:
+                out = dit(x, t, *cond, None, source)
+                if self.textured and w != 1.0:
+                    out0 = plain(x, t)
+                    out = out0 + w * (out - out0)
+            return as_velocity(out, x, t, source, predict)
 
         return guided
 

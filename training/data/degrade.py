@@ -59,6 +59,8 @@ class DegradeConfig(Frozen):
     """How a refiner stage degrades its clean images into conditions (the defaults: milder than Real-ESRGAN's x4)."""
 
     scale: int = Field(2, ge=2, le=8)  # HR / LR: the refiner upsamples by this
+    # share of images only resized down (bicubic), none of the rest: clean inputs such as a base model's output
+    clean_prob: float = Field(0.0, ge=0, le=1)
     first: DegradeRound = DegradeRound()
     second_prob: float = Field(0.5, ge=0, le=1)  # Real-ESRGAN: 1 (always two rounds)
     second: DegradeRound = DegradeRound(blur_prob=0.8, blur_sigma=(0.2, 1.0), resize_range=(0.7, 1.2),
@@ -246,12 +248,15 @@ def degrade(hr: np.ndarray, key: str, seed: int, cfg: DegradeConfig, log: list |
     h, w = hr.shape[:2]
     log = [] if log is None else log
     d, img = Draws(key, seed), hr.astype(np.float64)
+    lr_size = (max(1, round(w / cfg.scale)), max(1, round(h / cfg.scale)))
+    if d.chance("clean", cfg.clean_prob):
+        log.append("clean")
+        return to_uint8(resize(img, lr_size, "bicubic"))
     r = cfg.first
     img = _noise(_resize(_blur(img, d, r, "first", log), d, r, "first", log), d, r, "first", log)
     quality = round(d.uniform("first.jpeg", *r.jpeg_quality))
     log.append(f"first.jpeg({quality})")
     img = jpeg(img, quality)
-    lr_size = (max(1, round(w / cfg.scale)), max(1, round(h / cfg.scale)))
     if not d.chance("second", cfg.second_prob):
         return to_uint8(_final_resize(img, d, cfg, lr_size, log))
     r = cfg.second

@@ -7,6 +7,8 @@ levels its `denoising_start` hands it. Sampling starts at t_max from the conditi
 x = (1 - t_max) cond + t_max eps, and integrates to t = 0 with Euler steps: the refiner keeps the layout of
 its input (which lies within the noise of t_max) and redraws the detail. One step is the model's estimate of
 the clean image's mean given the condition; more steps draw sharper detail that is its own, not the mean.
+objective.refiner.path = bridge trains on the path from x0 to that very start (`refine_path`), so what the
+model sees in training is what the sampler hands it.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ from collections.abc import Callable
 
 import torch
 
-from training.objectives.flow_matching import interpolate, per_sample_loss, sample_t
+from training.objectives.flow_matching import interpolate, sample_t, velocity_target
 
 
 def refine_t(n: int, objective, generator: torch.Generator, device) -> torch.Tensor:
-    """n training timesteps in [0, t_max]: objective.timesteps' distribution on [0, 1], scaled into the window."""
+    """n training timesteps in [t_min, t_max]: objective.timesteps' distribution on [0, 1], moved into the window."""
     u = sample_t(n, objective.timesteps, generator, mean=objective.logit_mean, std=objective.logit_std)
-    return (objective.refiner.t_max * u).to(device)
+    r = objective.refiner
+    return (r.t_min + (r.t_max - r.t_min) * u).to(device)
 
 
 class Refine:
-    """Flow matching of the clean image on [0, t_max], with the model conditioned on its degraded version."""
+    """Flow matching of the clean image on [t_min, t_max], with the model conditioned on its degraded version."""
 
     def __init__(self, cfg):
         check_same_window(cfg)
@@ -38,15 +41,45 @@ class Refine:
                              "stage's objective.terms holds refine (training/engine/loop.py build_data)")
         t = refine_t(inp.x0.shape[0], inp.objective, inp.generator, inp.x0.device)
         noise = torch.randn(inp.x0.shape, generator=inp.generator).to(inp.x0.device, inp.x0.dtype)
-        pred = inp.velocity(interpolate(inp.x0, noise, t), t)  # the velocity closes over the condition
-        losses = per_sample_loss(pred, inp.x0, noise)
+        r = inp.objective.refiner
+        x_t = refine_path(inp.x0, inp.x0_src, noise, t, r)
+        out = inp.velocity(x_t, t)  # the DiT's output; the velocity closure holds the condition
+        if r.predict == "residual":  # x0_hat = cond + out: the x0 loss, no division by t
+            losses = ((inp.x0_src + out.float() - inp.x0.float()) ** 2).flatten(1).mean(1)
+        else:
+            target = velocity_target(inp.x0, noise) if r.path == "flow" else (x_t - inp.x0) / _col(t, x_t)
+            losses = ((out.float() - target.float()) ** 2).flatten(1).mean(1)
+            if r.loss == "x0":
+                losses = losses * t.float() ** 2  # |(x_t - t v_pred) - x0|^2 = t^2 |v_pred - v|^2
         loss = losses.mean()
         return TermOut(loss, {"refine_loss": loss.item()}, losses, t)
 
 
+def _col(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return t.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+def refine_path(x0: torch.Tensor, source: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                refiner) -> torch.Tensor:
+    """x_t (B, C, H, W) on refiner.path: the flow's (1 - t) x0 + t eps, or the bridge from x0 to the sampler's
+    start (1 - t_max) source + t_max eps, whose noise is t eps at every t."""
+    x_t = interpolate(x0, noise, t)
+    if refiner.path == "flow":
+        return x_t
+    return x_t + _col(t / refiner.t_max * (1 - refiner.t_max), x0) * (source - x0)
+
+
+def as_velocity(out: torch.Tensor, x: torch.Tensor, t: torch.Tensor, source: torch.Tensor,
+                predict: str) -> torch.Tensor:
+    """The velocity the DiT's output `out` (B, C, H, W) stands for under objective.refiner.predict."""
+    if predict == "velocity":
+        return out
+    return (x - source - out) / t.view(-1, 1, 1, 1).to(x.dtype)  # x0_hat = source + out; v = (x - x0_hat) / t
+
+
 def check_same_window(cfg) -> None:
-    """A stage that goes on from a refiner (stage 2's texture model) must keep its scale and t window: the
-    sampler reads them from the refiner's pipeline.json, and the guidance mixes both models' velocities."""
+    """A stage that goes on from a refiner (stage 2's texture model) must keep its scale, t window, output meaning
+    and path: the sampler reads them from the refiner's pipeline.json, and the guidance mixes both models' outputs."""
     import json
     from pathlib import Path
 
@@ -56,8 +89,10 @@ def check_same_window(cfg) -> None:
     if not init or not meta.is_file() or not dit.is_file() or not json.loads(dit.read_text()).get("refine_source"):
         return
     theirs = json.loads(meta.read_text()).get("objective", {}).get("refiner") or {}
-    want = {"t_max": theirs.get("t_max"), "degrade.scale": (theirs.get("degrade") or {}).get("scale")}
-    have = {"t_max": cfg.objective.refiner.t_max, "degrade.scale": cfg.objective.refiner.degrade.scale}
+    r = cfg.objective.refiner
+    want = {"t_max": theirs.get("t_max"), "degrade.scale": (theirs.get("degrade") or {}).get("scale"),
+            "predict": theirs.get("predict"), "path": theirs.get("path")}
+    have = {"t_max": r.t_max, "degrade.scale": r.degrade.scale, "predict": r.predict, "path": r.path}
     diff = sorted(k for k in want if want[k] is not None and want[k] != have[k])
     if diff:
         raise ValueError(f"objective.refiner {diff} differ from the refiner this stage starts from ({init}: "
