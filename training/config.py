@@ -156,7 +156,8 @@ class RefinerConfig(Frozen):
     t_max: float = Field(0.35, gt=0, le=1)
     # training t is drawn at or above t_min: the sampler evaluates the model at t_max * k / steps (k = steps..1)
     # only, so t_min = t_max / steps spends nothing below its last step, where x_t all but shows the answer and
-    # the model learns to copy it (a copy that leaks noise at t_max); 0 serves any number of steps
+    # the model learns to copy it (a copy that leaks noise at t_max); 0 serves any number of steps; t_min = t_max
+    # trains the one-step sampler only (its estimate of the clean image's mean, best for PSNR)
     t_min: float = Field(0.0, ge=0, le=1)
     steps: int = Field(4, ge=1)  # the sampler's default Euler steps from t_max to 0
     # What the DiT's output means. "velocity": the flow's velocity, as the base's: the refiner starts exactly at
@@ -179,9 +180,9 @@ class RefinerConfig(Frozen):
 
     @model_validator(mode="after")
     def _residual_in_x0(self):
-        if self.t_min >= self.t_max:
-            raise ValueError(f"objective.refiner.t_min={self.t_min} must lie below t_max={self.t_max}, e.g. "
-                             "t_max / steps")
+        if self.t_min > self.t_max:
+            raise ValueError(f"objective.refiner.t_min={self.t_min} must not exceed t_max={self.t_max}: e.g. "
+                             "t_max / steps, or t_max for a one-step refiner")
         if self.predict == "residual" and self.loss != "x0":
             raise ValueError("objective.refiner.predict=residual needs loss=x0 (its velocity loss divides by t^2, "
                              "unbounded as t -> 0)")

@@ -251,6 +251,12 @@ def test_the_timesteps_never_leave_the_window():
         obj = ObjectiveConfig(timesteps=mode, refiner={"t_max": 0.3})
         t = refine_t(4096, obj, g, "cpu")
         assert float(t.min()) >= 0 and float(t.max()) <= 0.3 and float(t.max()) > 0.2
+        low = refine_t(4096, ObjectiveConfig(timesteps=mode, refiner={"t_max": 0.3, "t_min": 0.1}), g, "cpu")
+        assert float(low.min()) >= 0.1 and float(low.max()) <= 0.3
+        one = refine_t(64, ObjectiveConfig(timesteps=mode, refiner={"t_max": 0.3, "t_min": 0.3}), g, "cpu")
+        torch.testing.assert_close(one, torch.full((64,), 0.3))  # a one-step refiner trains at t_max only
+    with pytest.raises(ValueError, match="t_min=0.4 must not exceed"):
+        ObjectiveConfig(refiner={"t_max": 0.3, "t_min": 0.4})
 
 
 def test_the_sampler_with_an_oracle_velocity_lands_on_the_clean_image():
