@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tools.cli_options import fail
+from plumbing.cli_options import fail
 
 app = typer.Typer(help="Active learning with Label Studio: select, label, pull, train a probe.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -140,7 +140,7 @@ def _print_round(state: dict, folder: Path) -> None:
 
 
 def _truth(path: Path, column: str) -> dict[str, str]:
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     t = open_table(path).to_table(columns=["id", column])
     return {str(i): str(v) for i, v in zip(t.column("id").to_pylist(), t.column(column).to_pylist()) if v is not None}

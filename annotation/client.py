@@ -110,7 +110,7 @@ class Client:
 
 def connect(url: str | None = None, timeout: float = 30.0) -> Client:
     """A client for the server at `url` (or $LABEL_STUDIO_URL), checked with whoami()."""
-    from tools.deps import require
+    from plumbing.deps import require
 
     url = (url or os.environ.get(URL_ENV) or "").rstrip("/")
     if not url:

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from tools.probe_format import EMBEDDING_COLUMN, feature_matrix, signal_columns
-from tools.tables import open_table
+from plumbing.probe_format import EMBEDDING_COLUMN, feature_matrix, signal_columns
+from plumbing.tables import open_table
 
 
 @dataclass

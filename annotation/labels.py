@@ -100,7 +100,7 @@ def labels_frame(tasks: list[dict], questions: dict, primary: str, users: dict[i
 
 def training_labels(df: pd.DataFrame, question: str) -> dict[str, str]:
     """One answer per sample for `question`: clean answers, or a strict majority of conflicting ones."""
-    from tools.tables import majority_labels
+    from plumbing.tables import majority_labels
 
     return majority_labels(df, question)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.probe_format import write_probe
+from plumbing.probe_format import write_probe
 
 MODELS = ("logreg", "gboost", "mlp")
 

@@ -23,8 +23,8 @@ from annotation.probe import evaluate, export, train
 from annotation.selection import hash_order, select
 from annotation.tasks import build_tasks, existing_ids, inline_refs, prediction, write_local
 from annotation.templates import render
-from tools.probe_format import CARD_FILE, load_probe
-from tools.tables import open_table
+from plumbing.probe_format import CARD_FILE, load_probe
+from plumbing.tables import open_table
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ def _min_dist(X: np.ndarray, Y: np.ndarray, chunk: int = 4096) -> np.ndarray:
 
 def kmeans_diverse(X: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """k-means (faiss) with k = n; from each cluster the member nearest its centroid."""
-    from tools.deps import require
+    from plumbing.deps import require
 
     faiss = require("faiss", "annotate")
     n = min(n, len(X))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.signals import embedding_codec as codec
-from tools.tables import open_table
+from plumbing.tables import open_table
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.tables import open_table
+from plumbing.tables import open_table
 
 _TERM = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|>|<)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$", re.I)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tools.cli_options import ConfigOpt, DryRunOpt, ForceOpt, MasterOpt, SetOpt, SparkConfOpt, VerboseOpt, fail
+from plumbing.cli_options import ConfigOpt, DryRunOpt, ForceOpt, MasterOpt, SetOpt, SparkConfOpt, VerboseOpt, fail
 
 app = typer.Typer(help="Run the curation funnel, all of it or one stage at a time.", no_args_is_help=True)
 
@@ -18,7 +18,7 @@ OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="run folder; eac
 
 def _config(config, overrides, master, spark_conf):
     from curation.config import CurateConfig
-    from tools.config import load
+    from plumbing.config import load
 
     patch: dict = {}
     if master:
@@ -36,8 +36,8 @@ def _run(input_path, output, stages, config, overrides, force, dry_run, master, 
     from rich.console import Console
 
     from curation import pipeline
-    from tools import log as logsetup
-    from tools.config import ConfigError, dump
+    from plumbing import log as logsetup
+    from plumbing.config import ConfigError, dump
 
     logsetup.setup(verbose)
     err = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay whole for grep and copy
@@ -53,7 +53,7 @@ def _run(input_path, output, stages, config, overrides, force, dry_run, master, 
         fail(e)
 
     from curation.spark import session
-    from tools.progress import spark_progress
+    from plumbing.progress import spark_progress
 
     spark = session(cfg.spark.master, cfg.spark.driver_memory, _spark_conf(cfg, stages))
     try:
@@ -148,9 +148,9 @@ def decide_cmd(output: OutputOpt, stage: Annotated[str, typer.Option(help="the s
     from rich.console import Console
 
     from curation import pipeline
-    from tools import log as logsetup
-    from tools import runs
-    from tools.config import ConfigError, dump
+    from plumbing import log as logsetup
+    from plumbing import runs
+    from plumbing.config import ConfigError, dump
 
     logsetup.setup(verbose)
     err = Console(stderr=True, soft_wrap=True)
@@ -200,8 +200,8 @@ def calibrate_cmd(output: OutputOpt,
     from rich.table import Table
 
     from curation.calibrate import calibrate
-    from tools import runs
-    from tools.config import ConfigError
+    from plumbing import runs
+    from plumbing.config import ConfigError
 
     err = Console(stderr=True, soft_wrap=True)
     try:
@@ -279,8 +279,8 @@ def _spark_job(config, overrides, master, spark_conf, verbose, work, dry_run: bo
     With `dry_run`, print the config and `plan(cfg)` instead."""
     from rich.console import Console
 
-    from tools import log as logsetup
-    from tools.config import ConfigError, dump
+    from plumbing import log as logsetup
+    from plumbing.config import ConfigError, dump
 
     logsetup.setup(verbose)
     err = Console(stderr=True, soft_wrap=True)
@@ -320,7 +320,7 @@ def downsample_cmd(output: OutputOpt,
 
     def work(spark, cfg):
         from curation.jobs import downsample
-        from tools import runs
+        from plumbing import runs
 
         pool = runs.stage_dir(output, "pool")
         redo = force or not runs.is_current(pool)
@@ -332,7 +332,7 @@ def downsample_cmd(output: OutputOpt,
                 f"dropped {out.get('dropped')}, errors {out.get('errors') or 'none'}")
 
     def plan(cfg):
-        from tools import runs
+        from plumbing import runs
 
         pool = runs.stage_dir(output, "pool")
         action = "skip (done; --force to redo)" if runs.is_current(pool) and not force else "run"

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tools.config import Frozen
+from plumbing.config import Frozen
 
 # Pillow's own bomb limit (MAX_IMAGE_PIXELS) is 89.5 MP for a warning and twice that for an error;
 # we refuse above the error level.

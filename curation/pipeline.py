@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools import runs
+from plumbing import runs
 
 if TYPE_CHECKING:
     from curation.config import CurateConfig

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from schemas.registry import TAG_KEY, check_tag, get_schema, tag
 from schemas.spark import to_spark, to_spark_type
-from tools.deps import require
+from plumbing.deps import require
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def summarize(table_dir: Path, top_tags: int = 15) -> dict:
     """Counts of duplicates per level, tier and aesthetic-tier shares, the most frequent tags, embedding models."""
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     t = open_table(table_dir).to_table(
         columns=["dup_level", "dup_of", "tier", "aesthetic_tier", "tags", "emb_model", "cluster_path"]).to_pydict()

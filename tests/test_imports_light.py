@@ -7,7 +7,7 @@ HEAVY = ("torch", "pyspark", "transformers", "label_studio_sdk", "datasets", "di
 
 PROBE = f"""
 import sys
-import schemas, schemas.spark, schemas.jsonschema, tools, tools.cli, tools.config, tools.runs, tools.inspect
+import schemas, schemas.spark, schemas.jsonschema, tools, tools.cli, plumbing.config, plumbing.runs, plumbing.inspect
 import curation, curation.cli, curation.spark, curation.pipeline, curation.signals, curation.io.readers
 import curation.jobs.ingest, curation.report.funnel, annotation, training
 heavy = [m for m in {HEAVY!r} if m in sys.modules]

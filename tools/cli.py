@@ -9,7 +9,7 @@ import typer
 
 from annotation.cli import app as annotate_app
 from curation.cli import app as curate_app
-from tools.cli_options import fail
+from plumbing.cli_options import fail
 from training.cli import app as train_app
 
 app = typer.Typer(name="sluice", help="Curate image-text data at scale, label it, and train on it.",
@@ -23,7 +23,7 @@ app.add_typer(train_app)  # no group name: `sluice train`, `sluice generate`
 def inspect(table: Annotated[Path, typer.Argument(help="a table folder, e.g. runs/demo/raw")],
             rows: Annotated[int, typer.Option(help="rows to show")] = 5) -> None:
     """Schema, counts, error kinds and drop reasons, and a few rows of a table."""
-    from tools.inspect import inspect_table
+    from plumbing.inspect import inspect_table
 
     try:
         inspect_table(table, rows)

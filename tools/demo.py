@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from schemas.shards import IMAGE_MEMBER, META_MEMBER, split_member
-from tools import runs
+from plumbing import runs
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--force", action="store_true", help="train again although <run>/demo_model is done")
     a = ap.parse_args(argv)
-    from tools import log as logsetup
+    from plumbing import log as logsetup
 
     logsetup.setup()
     run_dir = runs.local_path(a.run)

@@ -184,7 +184,7 @@ def labelled_rows(table_dir: Path, labels_path: Path):
     """The labelled rows of a stage table (pandas), with the label's defects, class and kind joined on key."""
     import pandas as pd
 
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     table = open_table(table_dir).to_table().to_pandas()
     labels = pd.DataFrame(read_labels(labels_path))

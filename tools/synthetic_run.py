@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.registry import _SPARK_ROW_METADATA, TAG_KEY, get_schema, tag
-from tools import runs
+from plumbing import runs
 
 ALTS = ["A red cat sleeping on a blue sofa.", "一只在蓝色沙发上睡觉的红猫", "Un chat rouge sur un canapé bleu.", None,
         "A street at night with neon shop signs.", "夜晚街道上的霓虹灯招牌"]

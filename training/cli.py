@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tools.cli_options import ConfigOpt, SetOpt, VerboseOpt
+from plumbing.cli_options import ConfigOpt, SetOpt, VerboseOpt
 from training.refiner_cli import RefinerOpt, TextureOpt, TextureScaleOpt, load_refiner
 from training.refiner_cli import refine as refine_command  # typer only, like this module
 from training.pe.cli import app as pe_app  # typer only, like this module
@@ -18,7 +18,7 @@ app.command("refine")(refine_command)  # `sluice refine`: existing images -> 2x
 
 
 def _fail(e: Exception):
-    from tools.cli_options import fail
+    from plumbing.cli_options import fail
 
     fail(e)
 
@@ -26,9 +26,9 @@ def _fail(e: Exception):
 @app.command()
 def train(config: ConfigOpt = None, overrides: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Train from a YAML config (one process on CPU; launch with torchrun for many GPUs)."""
-    from tools import log as logsetup
-    from tools.config import ConfigError
-    from tools.deps import require
+    from plumbing import log as logsetup
+    from plumbing.config import ConfigError
+    from plumbing.deps import require
 
     logsetup.setup(verbose)
     for module in ("torch", "diffusers", "transformers"):
@@ -45,7 +45,7 @@ def train(config: ConfigOpt = None, overrides: SetOpt = None, verbose: VerboseOp
 
 def quant_config(items: list[str]):
     """QuantConfig from `part=mode` items (ConfigError naming the key and the fix when wrong)."""
-    from tools.config import ConfigError, validate
+    from plumbing.config import ConfigError, validate
     from training.config import QuantConfig
 
     data = {}
@@ -87,7 +87,7 @@ def generate(model: Annotated[Path, typer.Option("--model", "-m", help="a pipeli
     Writes <out>/<id>.png and a line per image in <out>/generated.jsonl (id, file, prompt, aesthetic, seed,
     model): the folder `sluice annotate generated push` labels and `sluice pairs` pairs. With --pe, `prompt` is
     the rewrite the DiT saw, and <out>/rewrites.jsonl holds each record's user prompt and what the guard did."""
-    from tools.deps import require
+    from plumbing.deps import require
 
     torch = require("torch", "train")
     from training.data.preference import write_generated
@@ -153,7 +153,7 @@ def edit(image: Annotated[list[Path], typer.Option("--image", "-i", help="an ima
          seed: Annotated[int, typer.Option(help="noise seed")] = 0,
          device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default cuda if present")] = None) -> None:
     """Edit images as an instruction says ("把红色的圆变成蓝色" / "make the red circle blue")."""
-    from tools.deps import require
+    from plumbing.deps import require
 
     torch = require("torch", "train")
     from PIL import Image, UnidentifiedImageError
@@ -196,7 +196,7 @@ def edit_pairs(model: Annotated[Path, typer.Option("--model", "-m", help="the ba
                seed: Annotated[int, typer.Option(help="noise seed of the first spec")] = 0) -> None:
     """Edit pairs for instruction editing, drawn by the base model along a shared trajectory and filtered by
     CLIP (docs/export-format.md, edit shards): a data source for training/configs/edit.yaml."""
-    from tools.deps import require
+    from plumbing.deps import require
 
     require("torch", "train")
     from training.data.edit_pairs import make_edit_pairs

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tools.config import Frozen, apply_override, read_yaml, validate
+from plumbing.config import Frozen, apply_override, read_yaml, validate
 from training.data.degrade import DegradeConfig
 from training.rewards.config import FeedbackConfig
 
@@ -354,7 +354,7 @@ def read_pipeline_meta(folder: str | Path) -> dict | None:
 def resolve_base(cfg: TrainConfig) -> TrainConfig:
     """Fill `text` and `vae` from model.init_from's pipeline where the config leaves them out; refuse a
     config whose text encoder differs from the one the base was trained with (its conditioner would not fit)."""
-    from tools.config import ConfigError
+    from plumbing.config import ConfigError
 
     meta = read_pipeline_meta(cfg.model.init_from) if cfg.model.init_from else None
     if cfg.model.init_from and not Path(cfg.model.init_from).is_dir():

@@ -52,7 +52,7 @@ def refine(image: Annotated[list[Path], typer.Option("--image", "-i", help="an i
            seed: Annotated[int, typer.Option(help="noise seed")] = 0,
            device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default cuda if present")] = None) -> None:
     """Refine images at the refiner's scale (2x): upsampled, then redrawn from its low-noise window."""
-    from tools.deps import require
+    from plumbing.deps import require
 
     torch = require("torch", "train")
     prompts = list(prompt or [])

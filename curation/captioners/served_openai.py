@@ -16,7 +16,7 @@ import random
 
 from curation.captioners.base import MODEL_STYLES, CaptionerBase, Request
 from schemas.captions import CAPTION_LANGS
-from tools.deps import require
+from plumbing.deps import require
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from curation.config import CurateConfig
 from curation.report import distribution
 from curation.steps.downsample import check, downsample
-from tools import runs
-from tools.counts import table_counts
+from plumbing import runs
+from plumbing.counts import table_counts
 
 log = logging.getLogger(__name__)
 

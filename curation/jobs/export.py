@@ -20,7 +20,7 @@ from curation.config import CurateConfig, ExportConfig
 from curation.io.aspect_buckets import Ladders
 from curation.io.shard_writer import SHARD_KEY, ShardWriter, jsonable
 from schemas.captions import CAPTION_LANGS, CAPTION_STYLES
-from tools import runs
+from plumbing import runs
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def finish_index(parts: Path, out_dir: Path) -> dict:
     import pyarrow.parquet as pq
 
     from schemas.registry import TAG_KEY, get_schema, tag
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     t = open_table(parts).to_table()
     ok = t.filter(pc.is_null(t["error"]))

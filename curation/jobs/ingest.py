@@ -10,7 +10,7 @@ from curation.io.readers import READERS, detect, source_name
 from curation.io.records import RECORD
 from curation.signals import Builder, resolve
 from curation.spark import flat_map, write_table
-from tools import runs
+from plumbing import runs
 
 log = logging.getLogger(__name__)
 

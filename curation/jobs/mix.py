@@ -12,7 +12,7 @@ from pathlib import Path
 from curation.config import CurateConfig
 from curation.jobs.downsample import read_input
 from curation.steps.mix import check_where, default_size, draw, kept_rows, pool_filter, targets
-from tools import runs
+from plumbing import runs
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from curation.config import CurateConfig
 from curation.spark import read_table, write_table
 from curation.steps.decide import check_rules, clear_stage, decide
-from tools import runs
-from tools.tables import open_table
+from plumbing import runs
+from plumbing.tables import open_table
 
 log = logging.getLogger(__name__)
 

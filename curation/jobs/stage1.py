@@ -13,7 +13,7 @@ from curation.spark import apply_scorer, read_table, write_table
 from curation.steps.decide import check_rules, decide
 from schemas.registry import get_schema
 from schemas.spark import to_spark
-from tools import runs
+from plumbing import runs
 
 log = logging.getLogger(__name__)
 

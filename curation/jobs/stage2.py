@@ -15,7 +15,7 @@ from curation.steps.decide import check_rules, decide
 from curation.steps.tiers import assign_aesthetic_tier, assign_tiers, check_tiers
 from schemas.registry import get_schema
 from schemas.spark import to_spark
-from tools import runs
+from plumbing import runs
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pandas as pd
 from curation.config import CurateConfig, Stage3Config
 from curation.steps.caption_checks import Bounds, DEFAULT_BOUNDS, apply_checks
 from schemas.registry import get_schema
-from tools import runs
+from plumbing import runs
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def mix_samples(spark, run_dir: Path):
 def caption_counts(out_dir: Path) -> dict:
     """Rows, samples (usable: those with a caption kept), and per style_lang how many were kept, dropped (by
     reason) and errors."""
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     t = open_table(out_dir).to_table(columns=["id", "style", "lang", "text", "drop_reason", "error"])
     pdf = t.to_pandas()
@@ -207,7 +207,7 @@ def embedded_counts(out_dir: Path) -> dict:
     counted batch by batch in the dataset scan, so the vectors never gather in the driver."""
     import pyarrow.dataset as ds
 
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     t = open_table(out_dir)
     return {c: t.count_rows(filter=ds.field(f).is_valid())

@@ -164,8 +164,8 @@ def _shares_chart(counts: dict, title: str) -> str:
 
 
 def _mix_section(run_dir: Path) -> str:
-    from tools import runs
-    from tools.tables import open_table
+    from plumbing import runs
+    from plumbing.tables import open_table
 
     audit_dir = runs.stage_dir(run_dir, "mix_audit")
     if not runs.is_done(audit_dir):

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from curation.report.charts import bar_chart, histogram
 from curation.report.thumbs import grid, images_by_id
-from tools import runs
-from tools.tables import open_table, sample_rows
+from plumbing import runs
+from plumbing.tables import open_table, sample_rows
 
 log = logging.getLogger(__name__)
 

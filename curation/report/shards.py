@@ -13,7 +13,7 @@ from pathlib import Path
 from curation.report.charts import bar_chart
 from curation.report.thumbs import grid
 from schemas.shards import IMAGE_MEMBER, META_MEMBER, split_member
-from tools import runs
+from plumbing import runs
 
 N_PER_BUCKET = 2
 N_THUMBS = 12

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from curation.report.charts import bar_chart
-from tools import runs
+from plumbing import runs
 
 
 def section(table_dir: Path) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from tools.tables import open_table
+from plumbing.tables import open_table
 
 log = logging.getLogger(__name__)
 

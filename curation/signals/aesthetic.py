@@ -27,7 +27,7 @@ def read_state(path: Path) -> dict[str, np.ndarray]:
     """Tensors of a head file as numpy arrays (safetensors without torch; .pth/.pt with torch)."""
     if not path.is_file():
         raise FileNotFoundError(f"aesthetic head {path} does not exist; give stage2.aesthetic.head a weights file")
-    from tools.deps import require
+    from plumbing.deps import require
 
     if path.suffix == ".safetensors":
         return dict(require("safetensors.numpy", extra="embed").load_file(str(path)))

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from curation.signals import embedding_codec as codec
-from tools.deps import require
+from plumbing.deps import require
 
 log = logging.getLogger(__name__)
 

@@ -208,7 +208,7 @@ class LayoutSignal:
     decode_long_side: ClassVar[int] = ANALYSIS_SIDE
 
     def load(self) -> None:
-        from tools.deps import require
+        from plumbing.deps import require
 
         cv2 = require("cv2", "vision")
         cv2.setNumThreads(1)  # Spark runs one task per core; OpenCV's own pool would oversubscribe them

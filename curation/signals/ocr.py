@@ -114,7 +114,7 @@ class RapidOcrBackend:
     threads: int = 1
 
     def load(self) -> None:
-        from tools.deps import require
+        from plumbing.deps import require
 
         rapidocr = require("rapidocr", "ocr")
         require("onnxruntime", "ocr")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tools.probe_format import CARD_FILE, feature_matrix, read_card, sha256
+from plumbing.probe_format import CARD_FILE, feature_matrix, read_card, sha256
 
 
 class ProbeError(ValueError):
@@ -44,8 +44,8 @@ class Probe:
         return f"Probe({self.path!r}, output={self.output!r})"
 
     def load(self) -> None:
-        from tools.deps import require
-        from tools.probe_format import load_probe
+        from plumbing.deps import require
+        from plumbing.probe_format import load_probe
 
         require("sklearn", "annotate")
         self._model, _ = load_probe(Path(self.path))

@@ -50,7 +50,7 @@ def to_input(image, size: int = INPUT_SIZE) -> np.ndarray:
 
 class _OnnxDetector:
     def __init__(self, path: Path, threads: int, input_size: int | None):
-        from tools.deps import require
+        from plumbing.deps import require
 
         ort = require("onnxruntime", extra="ocr")
         opts = ort.SessionOptions()
@@ -85,7 +85,7 @@ class _TimmDetector:
     """A user's timm classifier with three sigmoid outputs; loaded lazily, never downloaded in tests."""
 
     def __init__(self, spec: str, threads: int, input_size: int | None):
-        from tools.deps import require
+        from plumbing.deps import require
 
         torch = require("torch", extra="train")
         timm = require("timm", extra="train")

@@ -56,7 +56,7 @@ class WatermarkMap:
     """The ONNX net: `probabilities(image)` -> (H/CELL, W/CELL) float32 mark probabilities."""
 
     def __init__(self, path: Path | None = None, threads: int = 1):
-        from tools.deps import require
+        from plumbing.deps import require
 
         path = Path(path) if path else default_map_path()
         if not path.is_file():

@@ -32,7 +32,7 @@ def kmeans(x: np.ndarray, k: int, seed: int, backend: str = "faiss", niter: int 
     if not 1 <= k <= len(x):
         raise ValueError(f"cannot make {k} clusters from {len(x)} points; lower the level's cluster count")
     if backend == "faiss":
-        from tools.deps import require
+        from plumbing.deps import require
 
         faiss = require("faiss", "embed")
         km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, nredo=nredo, verbose=False)

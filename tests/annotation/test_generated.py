@@ -156,7 +156,7 @@ def test_generated_labels_flag_skips_unknown_answers_and_conflicts():
 
 
 def test_push_then_pull_with_a_stand_in_server_keeps_every_line(tmp_path, generated_maker):
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     folder = tmp_path / "gen"
     records = generated_maker(folder, n=4, extra_lines=["not json"])

@@ -15,7 +15,7 @@ import pytest
 
 from annotation import loop_config, rounds
 from annotation.simulate import _user_ids, label_round
-from tools.tables import open_table
+from plumbing.tables import open_table
 
 PROJECT = "generated live test"
 

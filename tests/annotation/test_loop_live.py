@@ -69,7 +69,7 @@ def test_three_rounds_complete_with_growing_training_sets(loop):
 
 
 def test_labels_table_has_every_annotation_with_flags_agreement_and_rounds(loop, ls_client):
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     df = open_table(loop["dir"] / "labels", expected="labels").to_table().to_pandas()
     tasks = _project_tasks(ls_client, loop["dir"])

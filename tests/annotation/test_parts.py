@@ -110,7 +110,7 @@ def test_labels_keep_every_answer_and_flag_the_bad_ones(tmp_path):
     assert "unlabelled" not in by
     assert training_labels(df, "valuable") == {"clean": "keep", "conflict": "keep", "agree": "drop"}
     write_labels(df, tmp_path / "labels")
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     t = open_table(tmp_path / "labels", expected="labels").to_table()
     assert t.num_rows == len(df) and t.schema.field("agreement").type == "float"

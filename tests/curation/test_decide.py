@@ -65,7 +65,7 @@ def test_bad_rules_fail_before_running(spark):
 def test_redecide_stored_table_with_new_thresholds_without_scoring(spark, tmp_path, monkeypatch):
     from curation.jobs import redecide
     from curation.spark import write_table
-    from tools import runs
+    from plumbing import runs
 
     table = tmp_path / "run" / "stage1"
     write_table(decide(stage1_rows(spark), RULES, "stage1"), str(table), "stage1")

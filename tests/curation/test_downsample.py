@@ -172,8 +172,8 @@ def test_job_writes_pool_distribution_and_report(spark, tmp_path, table):
     from curation.jobs import downsample as job
     from curation.report.distribution import section
     from curation.spark import write_table
-    from tools import runs
-    from tools.tables import open_table
+    from plumbing import runs
+    from plumbing.tables import open_table
 
     df, _ = table
     src = tmp_path / "input"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from curation.config import CurateConfig
-from tools.config import load
+from plumbing.config import load
 
 DEFAULT_YAML = Path(__file__).resolve().parents[2] / "curation" / "configs" / "default.yaml"
 
@@ -54,7 +54,7 @@ def joined(spark, tmp_path_factory):
 
 
 def _mix_rows(run):
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     return open_table(run / "mix").to_table(columns=["id", "mix_pool", "mix_copy"]).to_pylist()
 
@@ -73,8 +73,8 @@ def _shard_samples(export_dir) -> dict[str, dict]:
 
 @pytest.mark.spark
 def test_stage3_captions_each_sample_of_the_mix_once(joined):
-    from tools import runs
-    from tools.tables import open_table
+    from plumbing import runs
+    from plumbing.tables import open_table
 
     run, *_ = joined
     mix = _mix_rows(run)
@@ -87,7 +87,7 @@ def test_stage3_captions_each_sample_of_the_mix_once(joined):
 
 @pytest.mark.spark
 def test_export_of_the_mix_writes_every_copy_with_stage2_signals(joined):
-    from tools import runs
+    from plumbing import runs
 
     run, _, kinds, rows = joined
     mix = _mix_rows(run)
@@ -119,7 +119,7 @@ def test_export_of_the_mix_writes_every_copy_with_stage2_signals(joined):
 def test_mix_export_reads_with_webdataset_and_hf_datasets(joined, tmp_path):
     from tools.demo import check_readers
 
-    from tools import runs
+    from plumbing import runs
 
     run, *_ = joined
     counts = check_readers(run / "export", tmp_path / "hf")
@@ -131,7 +131,7 @@ def test_mix_export_reads_with_webdataset_and_hf_datasets(joined, tmp_path):
 def test_a_changed_table_makes_the_later_ones_stale_and_they_are_redone(spark, joined, tmp_path):
     from curation import pipeline
     from curation.jobs import stage3
-    from tools import runs
+    from plumbing import runs
 
     src, cfg, *_ = joined
     run = tmp_path / "run"

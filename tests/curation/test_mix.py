@@ -36,7 +36,7 @@ def test_first_k_is_exact_and_does_not_depend_on_partitions(spark):
 
 @pytest.fixture(scope="module")
 def run_dir(spark, tmp_path_factory):
-    from tools import runs
+    from plumbing import runs
     from tools.synthetic_pool import write_synthetic_pool
 
     run = tmp_path_factory.mktemp("mix") / "run"
@@ -57,7 +57,7 @@ def _per_pool(spark, run):
 @pytest.mark.slow  # pools of 100k rows, as the issue asks
 def test_mix_hits_every_quota_with_repeats_under_the_cap(spark, run_dir):
     from curation.jobs import mix
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     cfg = CurateConfig(mix=MixConfig(size=100_000, max_copies=3))  # the default pools: 70/15/10/5
     m = mix.run(spark, run_dir, cfg, force=True)

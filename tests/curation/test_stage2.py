@@ -69,7 +69,7 @@ def _run_dir(spark, root):
     from curation.spark import write_table
     from schemas.registry import get_schema
     from schemas.spark import to_spark
-    from tools import runs
+    from plumbing import runs
 
     photos = _photos()
     rows = [(f"p{i}", _jpeg(p), 40.0 - i, None, None, "一张照片" if i % 2 else "a photo") for i, p in enumerate(photos)]
@@ -121,7 +121,7 @@ def tiny_run(spark, tmp_path_factory):
         "rules": [{"name": "duplicate", "keep_if": "dup_of IS NULL OR dup_level <> 'exact'"},
                   {"name": "near_duplicate", "keep_if": "dup_of IS NULL OR dup_level <> 'near'"}]}})
     manifest = stage2.run(spark, run / "stage1", run / "raw", run / "stage2", cfg)
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     df = open_table(run / "stage2", expected="stage2").to_table().to_pandas().set_index("id")
     return manifest, df, n, spec
@@ -179,7 +179,7 @@ def test_bad_config_fails_before_any_work(spark, tmp_path):
 
 
 def test_demo_run_stage2_is_weight_free_and_says_so(demo_run):
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     run, _ = demo_run
     m = json.loads((run / "stage2" / "_manifest.json").read_text())

@@ -9,8 +9,8 @@ import pytest
 
 from curation.config import CurateConfig
 from schemas.captions import CAPTION_LANGS
-from tools import runs
-from tools.tables import open_table
+from plumbing import runs
+from plumbing.tables import open_table
 
 pytestmark = pytest.mark.spark
 

@@ -114,7 +114,7 @@ def test_user_onnx_path_loads_like_the_default():
 def test_timm_model_without_timm_names_the_extra():
     import importlib.util
 
-    from tools.deps import MissingDependency
+    from plumbing.deps import MissingDependency
 
     sig = StructureSignal(model="timm:mobilenetv3_small_100@/nonexistent.pth")
     if importlib.util.find_spec("timm") is None or importlib.util.find_spec("torch") is None:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from curation.config import CurateConfig
-from tools.config import ConfigError, apply_override, load
+from plumbing.config import ConfigError, apply_override, load
 
 DEFAULT = Path(__file__).resolve().parents[2] / "curation" / "configs" / "default.yaml"
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tools import runs
+from plumbing import runs
 
 
 def write_rows(folder, n: int, drop_every: int = 0) -> None:

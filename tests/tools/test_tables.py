@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas.registry import TAG_KEY, SchemaMismatch, tag
-from tools.tables import open_table
+from plumbing.tables import open_table
 
 
 def tagged(name: str, n: int) -> pa.Table:

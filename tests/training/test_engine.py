@@ -66,7 +66,7 @@ def test_flops_are_counted_and_scale_with_tokens(train_config):
 
 def test_bad_config_fails_with_the_key(train_config):
     from training.config import load_train_config
-    from tools.config import ConfigError
+    from plumbing.config import ConfigError
     import yaml
 
     train_config["optim"]["lr"] = -1

@@ -151,7 +151,7 @@ def test_a_shuffle_buffer_larger_than_the_data_warns(two_bucket_shards, caplog):
 
 
 def test_a_stale_export_trains_with_a_warning(tmp_path, caplog):
-    from tools.runs import mark_stale
+    from plumbing.runs import mark_stale
     from tools.toy_shapes import make_samples, write_shards
     from training.data.shards import list_shards
 

@@ -78,7 +78,7 @@ def test_only_adapter_and_lora_parameters_get_gradients(stage_config, aesthetic_
 
 
 def test_lora_or_frozen_stages_need_a_base_and_dpo_a_frozen_conditioner(stage_config):
-    from tools.config import ConfigError
+    from plumbing.config import ConfigError
     from training.config import load_train_config
 
     with pytest.raises(Exception, match="model.init_from"):
@@ -459,7 +459,7 @@ SHIPPED_CONFIGS = {
 def test_shipped_stage_configs_validate_once_their_paths_are_given(name, base_pipeline, toy_export):
     from pathlib import Path
 
-    from tools.config import ConfigError
+    from plumbing.config import ConfigError
     from training.config import load_train_config
 
     path = Path(__file__).parents[2] / "training" / "configs" / name

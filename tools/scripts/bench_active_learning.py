@@ -105,7 +105,7 @@ def signal_columns() -> list[str]:
     from curation.signals.layout import LayoutSignal
     from curation.signals.quality import QualitySignal
     from curation.signals.structure import StructureSignal
-    from tools.probe_format import signal_columns as numeric
+    from plumbing.probe_format import signal_columns as numeric
 
     cols = {**QualitySignal.columns, **LayoutSignal.columns, **StructureSignal.columns}
     return numeric([c for c, t in cols.items() if str(t) != "string"])

@@ -109,7 +109,7 @@ def _plain_loop(workdir: Path, cfg) -> float:
     import pandas as pd
 
     from curation.io.shard_writer import ShardWriter
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     raw = open_table(workdir / "raw").to_table(columns=["id", "image", "error"]).to_pandas()
     raw = raw[raw["error"].isna()].sort_values("id")

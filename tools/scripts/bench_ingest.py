@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python tools/scripts/bench_ingest.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     args.workdir = work = args.workdir.expanduser().absolute()
     work.mkdir(parents=True, exist_ok=True)
-    from tools.runs import code_version
+    from plumbing.runs import code_version
 
     res = {"command": command.strip(), "machine": machine(), "load_start": loadavg(), "reps": args.reps,
            "when": time.strftime("%Y-%m-%d %H:%M %Z"), "code_version": code_version(),

@@ -107,7 +107,7 @@ def machine() -> dict:
 
 def _config(fast: bool):
     from curation.config import CurateConfig
-    from tools.config import load
+    from plumbing.config import load
 
     overrides = ["stage1.signals.structure.enabled=false", "stage1.signals.ocr.enabled=false"] if fast else []
     return load(CurateConfig, default=REPO / "curation" / "configs" / "default.yaml", overrides=overrides)
@@ -267,7 +267,7 @@ def pipeline(bench: Path, run_dir: Path) -> dict:
     if p.returncode != 0:
         raise RuntimeError(f"sluice curate run failed ({p.returncode}):\n{p.stderr[-4000:]}")
     wall = time.perf_counter() - t0
-    from tools import runs
+    from plumbing import runs
 
     m1 = runs.read_manifest(run_dir / "stage1")
     m0 = runs.read_manifest(run_dir / "raw")
@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
             log(f"updated {DOCS}")
         return
 
-    from tools import runs
+    from plumbing import runs
     from tools.structure_data import HELDOUT_SUBJECTS
 
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write-docs"]

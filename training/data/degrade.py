@@ -21,7 +21,7 @@ import math
 import numpy as np
 from pydantic import Field, model_validator
 
-from tools.config import Frozen
+from plumbing.config import Frozen
 
 Range = tuple[float, float]
 

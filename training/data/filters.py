@@ -39,7 +39,7 @@ def source_filter(src: SourceConfig) -> SampleFilter:
     """The filter a source config asks for; its labels table is read once, here, in the training process."""
     ids = None
     if src.labels is not None:
-        from tools.tables import read_majority_labels
+        from plumbing.tables import read_majority_labels
 
         labels = read_majority_labels(src.labels.path, src.labels.task)
         keep = set(src.labels.keep)

@@ -84,7 +84,7 @@ def read_generated(folder: Path) -> tuple[list[dict], list[dict]]:
 
 def verdicts_from_labels(path: Path, task: str = "generated") -> dict[str, str]:
     """good/bad per record id from a `labels` table (majority of clean answers)."""
-    from tools.tables import read_majority_labels
+    from plumbing.tables import read_majority_labels
 
     return read_majority_labels(path, task)
 
@@ -220,7 +220,7 @@ def build_pairwise_pairs(folder: Path, labels: Path, out: Path, task: str = "pre
                          shard_size: int = 1000) -> dict:
     """Preference shards from Label Studio's pairwise template: `pairwise.jsonl` in the generated folder and
     the labels table pulled for it (majority answer per pair)."""
-    from tools.tables import read_majority_labels
+    from plumbing.tables import read_majority_labels
 
     path = Path(folder) / PAIRWISE
     if not path.is_file():

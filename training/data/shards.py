@@ -44,7 +44,7 @@ def list_shards(spec: str | Path) -> list[str]:
     if p.is_dir():
         if not (p / "_SUCCESS").exists():
             raise FileNotFoundError(f"{p} has no _SUCCESS marker: the export is unfinished; rerun `sluice curate export`")
-        from tools.runs import stale_reason
+        from plumbing.runs import stale_reason
 
         why = stale_reason(p)
         if why:  # still a complete export, made before an earlier table changed: train on it, but say so

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tools.cli_options import ConfigOpt, SetOpt, VerboseOpt
+from plumbing.cli_options import ConfigOpt, SetOpt, VerboseOpt
 
 app = typer.Typer(help="The prompt rewriter (PE): pairs from exports and Label Studio, SFT and DPO.",
                   no_args_is_help=True)
@@ -59,9 +59,9 @@ def train(stage: Annotated[str, typer.Argument(help="sft or dpo")],
           model: Annotated[Optional[str], typer.Option(help="the causal LM or PE folder to start from")] = None,
           overrides: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Train the rewriter: SFT from a causal LM, or DPO from an SFT PE folder; `sluice generate --pe OUT` uses it."""
-    from tools import log as logsetup
-    from tools.config import ConfigError, load
-    from tools.deps import require
+    from plumbing import log as logsetup
+    from plumbing.config import ConfigError, load
+    from plumbing.deps import require
 
     logsetup.setup(verbose)
     if stage not in ("sft", "dpo"):

@@ -9,7 +9,7 @@ log = logging.getLogger(__name__)
 
 
 def require_trl():
-    from tools.deps import require
+    from plumbing.deps import require
 
     return require("trl", "train")
 

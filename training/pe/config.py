@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from tools.config import Frozen
+from plumbing.config import Frozen
 
 # Promptist's format: the user's prompt, then a cue the LM continues with the rewrite.
 DEFAULT_TEMPLATE = "{prompt}\nRephrase:"

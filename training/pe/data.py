@@ -119,9 +119,9 @@ def write_pairwise_candidates(pipe, users: list[str], candidates: list[list[str]
 
 def pairs_from_pairwise(folder: str | Path, labels: str | Path, task: str = "preference") -> tuple[list[dict], dict]:
     """(u, chosen, rejected) from a pairwise-labelled candidates folder: pairwise.jsonl names the two records of
-    each task, the labels table (Label Studio's answers, read with tools/tables.py) says left or right, and
+    each task, the labels table (Label Studio's answers, read with plumbing/tables.py) says left or right, and
     rewrites.jsonl gives the user prompt both rewrites answer. Returns (pairs, counts)."""
-    from tools.tables import read_majority_labels
+    from plumbing.tables import read_majority_labels
     from training.data.preference import PAIRWISE, read_generated
     from training.pe.guard import keeps_quotes
     from training.pe.rewrite import read_rewrites

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tools.config import Frozen
+from plumbing.config import Frozen
 
 # kind -> what `path` names; the kinds themselves are training/rewards/__init__.py REWARDS
 PATH_OF = {

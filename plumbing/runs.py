@@ -141,11 +141,11 @@ class StageJob:
             self.timings[name] = round(time.perf_counter() - t0, 3)
 
     def count(self, expected: int | None, table: str | None = None, counter=None, key: str = "rows") -> dict:
-        """The counts of a table the work wrote (`tools.counts.table_counts` unless `counter` is given),
+        """The counts of a table the work wrote (`plumbing.counts.table_counts` unless `counter` is given),
         checked: `counts[key]` must be `expected`, one row out per input (None: nothing to compare with)."""
         table = table or next(iter(self.dirs))
         if counter is None:
-            from tools.counts import table_counts as counter
+            from plumbing.counts import table_counts as counter
         with self.phase("count" if table == next(iter(self.dirs)) else f"count_{table}"):
             counts = counter(self.dirs[table])
         if expected is not None and counts[key] != expected:

@@ -8,8 +8,8 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from tools.counts import table_counts
-from tools.tables import open_table, sample_rows, table_tag
+from plumbing.counts import table_counts
+from plumbing.tables import open_table, sample_rows, table_tag
 
 
 def _cell(v) -> str:

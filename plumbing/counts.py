@@ -43,7 +43,7 @@ def table_counts(path) -> dict:
     """
     import pyarrow.compute as pc
 
-    from tools.tables import open_table
+    from plumbing.tables import open_table
 
     dataset = open_table(path)
     cols = [c for c in CATEGORICAL if c in dataset.schema.names]
