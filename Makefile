@@ -40,7 +40,7 @@ system-deps:
 demo: system-deps $(STAMP)
 	$(BIN)/python -m tools.sample_corpus --out $(DEMO_CORPUS)
 	$(BIN)/sluice curate run --input $(DEMO_CORPUS)/images --output $(DEMO_RUN) --until export
-	$(BIN)/python -m tools.demo --run $(DEMO_RUN)
+	$(BIN)/python -m sluice.demo --run $(DEMO_RUN)
 
 $(LS_EXE): $(STAMP)
 	$(BIN)/sluice annotate server install

@@ -47,7 +47,7 @@ def bad_tar(tmp_path_factory, bad_cases):
 
 
 def sluice_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tools.cli", *args]
+    return [sys.executable, "-m", "sluice.cli", *args]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ HEAVY = ("torch", "pyspark", "transformers", "label_studio_sdk", "datasets", "di
 
 PROBE = f"""
 import sys
-import schemas, schemas.spark, schemas.jsonschema, tools, tools.cli, plumbing.config, plumbing.runs, plumbing.inspect
+import schemas, schemas.spark, schemas.jsonschema, sluice, sluice.cli, plumbing, plumbing.config, plumbing.runs, plumbing.inspect
 import curation, curation.cli, curation.spark, curation.pipeline, curation.signals, curation.io.readers
 import curation.jobs.ingest, curation.report.funnel, annotation, training
 heavy = [m for m in {HEAVY!r} if m in sys.modules]
@@ -24,7 +24,7 @@ def test_help_imports_nothing_heavy():
     probe = (
         "import sys, runpy\n"
         "sys.argv = ['sluice', '--help']\n"
-        "try:\n    runpy.run_module('tools.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "try:\n    runpy.run_module('sluice.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

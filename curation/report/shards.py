@@ -17,7 +17,7 @@ from plumbing import runs
 
 N_PER_BUCKET = 2
 N_THUMBS = 12
-# The folder the demo's toy training writes under the run (tools/demo.py), read here when present.
+# The folder the demo's toy training writes under the run (sluice/demo.py), read here when present.
 DEMO_MODEL = "demo_model"
 
 
@@ -78,7 +78,7 @@ def demo_model_section(run_dir: Path, out_dir: Path) -> str | None:
     parts = [f"<p style='color:#b45309'><b>{html.escape(m.get('label', 'A toy model.'))}</b></p>"]
     export = Path(m.get("export", ""))
     if runs.is_done(export) and runs.read_manifest(export).get("written_at") != m.get("export_written_at"):
-        parts.append("<p class='stale'>Trained on an earlier export of this run; `python -m tools.demo --run ...` "
+        parts.append("<p class='stale'>Trained on an earlier export of this run; `python -m sluice.demo --run ...` "
                      "trains it again.</p>")
     sample = folder / m.get("sample", "sample.png")
     if sample.is_file():

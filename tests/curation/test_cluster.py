@@ -148,7 +148,7 @@ class _Ingest:
 
     def __init__(self, input_dir: Path, run_dir: Path, *extra: str):
         self.run_dir = run_dir
-        self.cmd = [sys.executable, "-m", "tools.cli", "curate", "ingest", "--input", str(input_dir),
+        self.cmd = [sys.executable, "-m", "sluice.cli", "curate", "ingest", "--input", str(input_dir),
                     "--output", str(run_dir), *extra]
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log = run_dir.parent / f"{run_dir.name}.log"

@@ -117,7 +117,7 @@ def test_export_of_the_mix_writes_every_copy_with_stage2_signals(joined):
 
 @pytest.mark.spark
 def test_mix_export_reads_with_webdataset_and_hf_datasets(joined, tmp_path):
-    from tools.demo import check_readers
+    from sluice.demo import check_readers
 
     from plumbing import runs
 
@@ -212,7 +212,7 @@ def test_calibrate_stage2_uses_stage2_rules_on_the_rows_they_saw(tmp_path):
     from typer.testing import CliRunner
 
     from curation.calibrate import calibrate
-    from tools.cli import app
+    from sluice.cli import app
 
     labels = _stage2_for_calibration(tmp_path)
     cfg = load(CurateConfig, default=DEFAULT_YAML)
@@ -241,7 +241,7 @@ def test_calibrate_stage2_uses_stage2_rules_on_the_rows_they_saw(tmp_path):
 def test_every_job_command_has_a_dry_run(command, tmp_path):
     from typer.testing import CliRunner
 
-    from tools.cli import app
+    from sluice.cli import app
 
     args = ["curate", *[a.format(tmp=tmp_path) for a in command], "-o", str(tmp_path / "run"), "--dry-run"]
     out = CliRunner().invoke(app, args)

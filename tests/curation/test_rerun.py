@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def ingest_cmd(corpus: Path, run: Path) -> list[str]:
     # local[1] and many partitions make the job long enough to be caught half way.
-    return [sys.executable, "-m", "tools.cli", "curate", "ingest", "--input", str(corpus), "--output", str(run),
+    return [sys.executable, "-m", "sluice.cli", "curate", "ingest", "--input", str(corpus), "--output", str(run),
             "--master", "local[1]", "--set", "ingest.partitions=24"]
 
 

@@ -21,7 +21,7 @@ def test_demo_mix_stage3_export_trains_and_reports(spark, demo_run, demo_corpus,
     from curation.config import CurateConfig
     from curation.report.funnel import write_report
     from plumbing import runs
-    from tools import demo
+    from sluice import demo
 
     run = tmp_path / "run"
     shutil.copytree(demo_run[0], run)  # the shared demo run stays as other tests expect it

@@ -150,7 +150,7 @@ def test_an_edit_stage_trains_the_source_path_and_edits_through_the_pipeline_and
     from PIL import Image
     from typer.testing import CliRunner
 
-    from tools.cli import app
+    from sluice.cli import app
     from training.engine.loop import Trainer
     from training.pipeline import Pipeline
 

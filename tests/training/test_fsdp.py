@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _torchrun(config: Path, steps: int, port: int) -> str:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "tools.cli", "train", "--config", str(config), "--set", f"run.steps={steps}"]
+           "-m", "sluice.cli", "train", "--config", str(config), "--set", f"run.steps={steps}"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-4000:]

@@ -304,7 +304,7 @@ def test_label_studio_pairwise_answers_become_rewrite_preferences(tmp_path):
 def test_generate_with_pe_records_the_users_prompt_beside_the_contract(base_pipeline, sft_run, tmp_path):
     from typer.testing import CliRunner
 
-    from tools.cli import app
+    from sluice.cli import app
     from training.data.preference import FIELDS
 
     out = tmp_path / "gen"
@@ -336,7 +336,7 @@ def test_sluice_pe_builds_pairs_and_trains_from_the_command_line(tiny_gpt2, tmp_
     pytest.importorskip("trl")
     from typer.testing import CliRunner
 
-    from tools.cli import app
+    from sluice.cli import app
     from tools.toy_shapes import make_samples, write_shards
 
     samples = make_samples(3, 16, seed=1, word_share=0.0)

@@ -206,7 +206,7 @@ def test_adapter_saves_and_loads_on_its_own_and_generate_uses_it(stage_config, a
                                                                  tmp_path):
     from typer.testing import CliRunner
 
-    from tools.cli import app
+    from sluice.cli import app
     from training.data.preference import read_generated
     from training.engine.loop import Trainer
     from training.pipeline import Pipeline
@@ -497,7 +497,7 @@ def test_train_pairs_command_reads_label_studio_labels(tmp_path):
     from typer.testing import CliRunner
 
     from annotation.labels import write_labels
-    from tools.cli import app
+    from sluice.cli import app
     from training.data.preference import write_generated
 
     recs = write_generated(tmp_path / "g", [Image.new("RGB", (32, 32), (9 * i, 0, 0)) for i in range(3)],

@@ -432,7 +432,7 @@ def test_refine_and_generate_refiner_commands(refiner_runs, base_pipeline, tmp_p
     from PIL import Image
     from typer.testing import CliRunner
 
-    from tools.cli import app
+    from sluice.cli import app
 
     stage1, texture = refiner_runs
     runner = CliRunner()

@@ -259,7 +259,7 @@ def summarize_throughput(tp: dict) -> dict:
 
 
 def pipeline(bench: Path, run_dir: Path) -> dict:
-    cmd = [sys.executable, "-m", "tools.cli", "curate", "run", "--input", str(bench / "images"),
+    cmd = [sys.executable, "-m", "sluice.cli", "curate", "run", "--input", str(bench / "images"),
            "--output", str(run_dir), "--force", "--no-report"]
     log("$ " + shlex.join(cmd))
     t0 = time.perf_counter()

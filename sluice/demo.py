@@ -6,7 +6,7 @@ a randomly initialised stand-in LLM whose tokenizer is trained on the export's c
 (`tools.toy_shapes.build_tiny_llm`). A few steps teach it nothing; the sample shows that curated shards flow
 through the real trainer and sampler, not what a trained model draws. Everything it writes says so.
 
-    python -m tools.demo --run runs/demo            # after `sluice curate run ... --until export`
+    python -m sluice.demo --run runs/demo            # after `sluice curate run ... --until export`
 """
 
 from __future__ import annotations
