@@ -13,7 +13,7 @@ from curation.captioners.base import MODEL_STYLES, load_prompt, prompt_versions
 from curation.captioners.served_openai import ServedCaptioner, endpoint
 from curation.steps.caption_checks import apply_checks
 from schemas.captions import CAPTION_LANGS
-from tools.fake_openai_server import FakeOpenAIServer
+from tests.fixtures.fake_openai_server import FakeOpenAIServer
 
 
 def _jpeg(color, size=(96, 64)) -> bytes:
@@ -122,7 +122,7 @@ def test_served_config_is_checked():
 
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory):
-    from tools.tiny_vlm import save_tiny_blip
+    from tests.fixtures.tiny_vlm import save_tiny_blip
 
     return save_tiny_blip(tmp_path_factory.mktemp("blip") / "tiny-blip")
 

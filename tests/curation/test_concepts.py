@@ -85,7 +85,7 @@ def test_concept_signal_with_a_tiny_bilingual_model(tmp_path):
     from curation.signals import embedding_codec as codec
     from curation.signals.concepts import ConceptSignal
     from curation.signals.embed import get_embedder
-    from tools.tiny_clip import write_tiny_hf_clip
+    from tests.fixtures.tiny_clip import write_tiny_hf_clip
 
     spec = write_tiny_hf_clip(tmp_path / "zh", "chinese_clip")
     img = get_embedder(spec, "cpu").encode_texts(["书法", "a cat"])  # any vectors of the right size

@@ -28,7 +28,7 @@ def _jpeg(img, quality=90, size=None) -> bytes:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     pytest.importorskip("open_clip")
-    from tools.tiny_clip import write_tiny_hf_clip, write_tiny_open_clip
+    from tests.fixtures.tiny_clip import write_tiny_hf_clip, write_tiny_open_clip
 
     d = tmp_path_factory.mktemp("tiny_models")
     return {"open_clip": write_tiny_open_clip(d / "oc"), "clip": write_tiny_hf_clip(d / "clip", "clip"),

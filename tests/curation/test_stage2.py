@@ -105,7 +105,7 @@ def tiny_run(spark, tmp_path_factory):
     from curation.aesthetic_train import build_head
     from curation.config import CurateConfig
     from curation.jobs import stage2
-    from tools.tiny_clip import write_tiny_hf_clip
+    from tests.fixtures.tiny_clip import write_tiny_hf_clip
 
     root = tmp_path_factory.mktemp("s2run")
     run, n = _run_dir(spark, root)

@@ -59,7 +59,7 @@ def test_without_a_captioner_only_alt_text_is_kept_and_said(spark, synthetic):
 
 def test_served_captioner_every_row_has_captions_or_errors(spark, synthetic):
     from curation.jobs import stage3
-    from tools.fake_openai_server import FakeOpenAIServer
+    from tests.fixtures.fake_openai_server import FakeOpenAIServer
 
     run, kinds = _fresh(synthetic, "served")
     with FakeOpenAIServer(latency_s=0.01, fail_rate=0.1, flaky_rate=0.2, malformed_rate=0.1,
@@ -170,7 +170,7 @@ def test_cli_commands_plan_without_spark(run_cli, tmp_path):
 def test_transformers_captioner_runs_under_spark(spark, synthetic, tmp_path):
     """The in-process VLM through the Spark adapter: loaded once per worker, one row per style and language."""
     from curation.jobs import stage3
-    from tools.tiny_vlm import save_tiny_blip
+    from tests.fixtures.tiny_vlm import save_tiny_blip
 
     model = save_tiny_blip(tmp_path / "blip")
     run, kinds = _fresh(synthetic, "tiny_blip")
@@ -206,7 +206,7 @@ def test_gpu_scheduling_follows_the_transformers_captioner():
 def clip_run(spark, demo_run, tmp_path_factory):
     """The demo corpus's raw and stage-1 tables, then stage 2 with a tiny open_clip model (a text tower)."""
     from curation.jobs import stage2
-    from tools.tiny_clip import write_tiny_open_clip
+    from tests.fixtures.tiny_clip import write_tiny_open_clip
 
     src, _ = demo_run
     run = tmp_path_factory.mktemp("s3clip") / "run"
@@ -225,7 +225,7 @@ def test_captions_are_embedded_with_stage2s_model_and_scored(spark, clip_run):
     from curation.jobs import stage3
     from curation.signals import embedding_codec as codec
     from curation.signals.embed import get_embedder
-    from tools.fake_openai_server import FakeOpenAIServer
+    from tests.fixtures.fake_openai_server import FakeOpenAIServer
 
     run, spec, cfg = clip_run
     with FakeOpenAIServer(latency_s=0.0, fail_rate=0.1) as srv:

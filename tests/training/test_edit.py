@@ -278,7 +278,7 @@ def test_edit_pairs_drawn_by_the_base_share_their_trajectory_and_every_spec_gets
 
 def test_edit_pairs_are_filtered_by_clip_direction_and_similarity(base_pipeline, tmp_path):
     pytest.importorskip("open_clip")
-    from tools.tiny_clip import write_tiny_hf_clip
+    from tests.fixtures.tiny_clip import write_tiny_hf_clip
     from training.data.edit_pairs import make_edit_pairs
     from training.pipeline import Pipeline
     from training.rewards.clip import load_clip

@@ -122,7 +122,7 @@ def test_a_quoted_text_match_model_does_not_apply_to_prompts_without_quotes(tmp_
 def tiny_clips(tmp_path_factory):
     pytest.importorskip("open_clip")
     pytest.importorskip("transformers")
-    from tools.tiny_clip import write_tiny_hf_clip, write_tiny_open_clip
+    from tests.fixtures.tiny_clip import write_tiny_hf_clip, write_tiny_open_clip
 
     d = tmp_path_factory.mktemp("clips")
     return {"open_clip": write_tiny_open_clip(d / "oc"), "clip": write_tiny_hf_clip(d / "clip"),

@@ -2,7 +2,7 @@
 
     python tools/scripts/bench_caption.py [--latency 0.05] [--seconds 2] [--export-n 400] [--write-docs]
 
-* Served: `tools/fake_openai_server.py` runs in its own process on loopback and answers every request
+* Served: `tests/fixtures/fake_openai_server.py` runs in its own process on loopback and answers every request
   after `--latency` s. `ServedCaptioner` (one style, one language: one request per image, 96x64 JPEG)
   captions enough images for about `--seconds` s of ideal time at concurrency 1, 8 and 64. The ideal rate
   is concurrency / latency; overhead = ideal / measured (1.0 = no overhead beyond the server's latency).
@@ -49,7 +49,7 @@ def served(latency: float, seconds: float, levels=(1, 8, 64)) -> list[dict]:
     from curation.captioners.served_openai import ServedCaptioner
 
     port = _free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "tools.fake_openai_server", "--port", str(port),
+    srv = subprocess.Popen([sys.executable, "-m", "tests.fixtures.fake_openai_server", "--port", str(port),
                             "--latency", str(latency)], cwd=DOCS.parents[1], stdout=subprocess.PIPE)
     try:
         srv.stdout.readline()  # "fake OpenAI server on ..." once it listens
