@@ -38,7 +38,7 @@ system-deps:
 # The corpus -> the funnel through stage 3 (alt text, checked) and export -> the shards read back with webdataset
 # and HF datasets -> a TOY model trained a few steps on them, one sample image -> the report shows it all.
 demo: system-deps $(STAMP)
-	$(BIN)/python -m tools.sample_corpus --out $(DEMO_CORPUS)
+	$(BIN)/python -m synthetic.sample_corpus --out $(DEMO_CORPUS)
 	$(BIN)/sluice curate run --input $(DEMO_CORPUS)/images --output $(DEMO_RUN) --until export
 	$(BIN)/python -m sluice.demo --run $(DEMO_RUN)
 

@@ -3,7 +3,7 @@ write one sample image, and rewrite the run's report to show it.
 
 The toy is what fits a laptop without downloads: the `toy` DiT preset in pixel space (no VAE), conditioned by
 a randomly initialised stand-in LLM whose tokenizer is trained on the export's captions
-(`tools.toy_shapes.build_tiny_llm`). A few steps teach it nothing; the sample shows that curated shards flow
+(`synthetic.toy_shapes.build_tiny_llm`). A few steps teach it nothing; the sample shows that curated shards flow
 through the real trainer and sampler, not what a trained model draws. Everything it writes says so.
 
     python -m sluice.demo --run runs/demo            # after `sluice curate run ... --until export`
@@ -88,7 +88,7 @@ def train_toy(run_dir: Path, export_dir: Path, steps: int = 20, batch: int = 4, 
     """Train the toy on the export, write <run>/demo_model/{sample.png, pipeline/, _manifest.json}."""
     import torch
 
-    from tools.toy_shapes import build_tiny_llm
+    from synthetic.toy_shapes import build_tiny_llm
     from training.config import TrainConfig
     from training.engine.loop import Trainer
 
@@ -113,7 +113,7 @@ def train_toy(run_dir: Path, export_dir: Path, steps: int = 20, batch: int = 4, 
     return runs.write_manifest(folder, {
         "job": "demo_train", "label": LABEL.format(steps=trainer.step), "steps": trainer.step,
         "batch_size": batch, "train_seconds": round(seconds, 1), "dit_preset": "toy",
-        "vae": trainer.vae.kind, "text_encoder": "randomly initialised Qwen3 stand-in (tools.toy_shapes)",
+        "vae": trainer.vae.kind, "text_encoder": "randomly initialised Qwen3 stand-in (synthetic.toy_shapes)",
         "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4), "prompt": prompt,
         "sample": "sample.png", "sample_size": list(trainer.last_size), "pipeline": str(pipeline),
         "export": str(export_dir), "export_written_at": runs.read_manifest(export_dir)["written_at"]})

@@ -23,14 +23,14 @@ def spark():
 
 @pytest.fixture(scope="session")
 def bad_cases():
-    from tools.bad_inputs import bad_cases as make
+    from synthetic.bad_inputs import bad_cases as make
 
     return make()
 
 
 @pytest.fixture(scope="session")
 def bad_folder(tmp_path_factory, bad_cases):
-    from tools.bad_inputs import write_folder
+    from synthetic.bad_inputs import write_folder
 
     d = tmp_path_factory.mktemp("bad_folder")
     write_folder(bad_cases, d)
@@ -39,7 +39,7 @@ def bad_folder(tmp_path_factory, bad_cases):
 
 @pytest.fixture(scope="session")
 def bad_tar(tmp_path_factory, bad_cases):
-    from tools.bad_inputs import write_webdataset_tar
+    from synthetic.bad_inputs import write_webdataset_tar
 
     d = tmp_path_factory.mktemp("bad_tar")
     write_webdataset_tar(bad_cases, d / "shard-00000.tar", broken_member=True)
@@ -65,7 +65,7 @@ def run_cli():
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory):
     """A small demo corpus (real photos, defects, a few broken files) made by the project's generator."""
-    from tools.sample_corpus import write_demo_corpus
+    from synthetic.sample_corpus import write_demo_corpus
 
     d = tmp_path_factory.mktemp("demo_corpus")
     write_demo_corpus(d, n_images=120, seed=1)

@@ -24,7 +24,7 @@ Photos are only the held-out subjects of `tools.structure_data.HELDOUT_SUBJECTS`
 photo), which the structure detector never trains on. Every record draws from its own generator seeded
 with `(seed, STREAM_TAG, class, index)`: the detector's training and validation sets draw from
 `(seed, index)` streams, so no stream is shared whatever seeds are chosen, and records do not depend on
-each other. The defects are the demo corpus's (`tools.sample_corpus.DEFECTS`) and the structure
+each other. The defects are the demo corpus's (`synthetic.sample_corpus.DEFECTS`) and the structure
 renderers of `tools.structure_data`.
 
 Order of effects, as a camera and an editor would apply them: crop and scale the photo to 1024x768;
@@ -107,7 +107,7 @@ def _scene_page(image: Image.Image, rng: np.random.Generator, page: Image.Image)
 def render(photo: Image.Image, kind: str, rng: np.random.Generator, page: Image.Image) -> Image.Image:
     """One benchmark image of `kind` over `photo`, exactly SIZE."""
     from tools import structure_data as sd
-    from tools.sample_corpus import DEFECTS
+    from synthetic.sample_corpus import DEFECTS
 
     image = _base(photo, rng)
     if kind in _OPTICAL:

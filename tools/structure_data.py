@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from tools.sample_corpus import cjk_font_path, real_photos
+from synthetic.sample_corpus import cjk_font_path, real_photos
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from curation.steps.hashes import min_hamming
 log = logging.getLogger(__name__)
 
 DEFAULT_ORDER = "q_sharpness DESC NULLS LAST"
-DEFAULT_MAX_HAMMING = 10  # chosen on tools/near_dup_data.py; see docs/benchmarks.md (bench:stage2)
+DEFAULT_MAX_HAMMING = 10  # chosen on synthetic/near_dup_data.py; see docs/benchmarks.md (bench:stage2)
 DEFAULT_CANDIDATES = "lsh"  # near: exact pigeonhole banding is ~0.8 N^2 checks at max_hamming 10 (bench:stage2)
 DEFAULT_SEMANTIC_THRESHOLD = 0.95
 DUP_COLUMNS = ("dup_level", "dup_group", "dup_of")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.bad_inputs import TRUNCATED_TAR_KEY
+from synthetic.bad_inputs import TRUNCATED_TAR_KEY
 
 pytestmark = [pytest.mark.cluster, pytest.mark.spark]
 

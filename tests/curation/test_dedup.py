@@ -49,7 +49,7 @@ def near_rows():
     """~200 images: 30 groups of an original and 4 edited copies, 50 originals alone, hashed as stage 2 does."""
     from curation.signals.analysis import decode_for_analysis
     from curation.signals.phash import PHashSignal
-    from tools.near_dup_data import jpeg_bytes, make_benchmark
+    from synthetic.near_dup_data import jpeg_bytes, make_benchmark
 
     signal, rows = PHashSignal(), []
     for n, item in enumerate(make_benchmark(n_groups=30, copies=4, n_singletons=50, seed=7)):

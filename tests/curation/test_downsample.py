@@ -10,7 +10,7 @@ import pytest
 from curation.config import CurateConfig, DownsampleConfig
 from curation.report.distribution import level_stats
 from curation.steps.downsample import allocate, tree_quotas
-from tools.synthetic_pool import zipf_tree
+from synthetic.pool import zipf_tree
 
 # ---------------------------------------------------------------- the split, without Spark
 
@@ -84,7 +84,7 @@ N = 3000
 
 @pytest.fixture(scope="module")
 def table(spark):
-    from tools.synthetic_pool import synthetic_pool
+    from synthetic.pool import synthetic_pool
 
     df, leaves = synthetic_pool(spark, 12_000, branching=(4, 4, 3), alpha=1.1, seed=7,
                                 error_frac=0.02, dropped_frac=0.05, partitions=3)
@@ -215,7 +215,7 @@ def test_level_stats_numbers_are_the_definitions():
 @pytest.mark.spark
 @pytest.mark.slow  # two `sluice` processes, each starting its own Spark
 def test_cli_downsample_then_mix(spark, tmp_path, run_cli):
-    from tools.synthetic_pool import write_synthetic_pool
+    from synthetic.pool import write_synthetic_pool
 
     src = tmp_path / "stage2_like"
     write_synthetic_pool(spark, str(src), 6000, branching=(3, 4), seed=1, error_frac=0.01, partitions=2)

@@ -47,7 +47,7 @@ def test_ladders_name_every_resolution():
 def exported(spark, tmp_path_factory):
     """A synthetic run captioned by stage 3 (alt text only) and exported in shards of 3."""
     from curation.jobs import export, stage3
-    from tools.synthetic_run import make_run
+    from synthetic.run import make_run
 
     run = tmp_path_factory.mktemp("export_run")
     kinds = make_run(run, n=24)

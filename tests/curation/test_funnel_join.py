@@ -24,7 +24,7 @@ MIX_CFG = {"mix": {"size": 30, "pools": [
 
 def write_stage2_and_pool(run, kinds, seed: int = 0) -> dict[str, dict]:
     """stage2 and pool tables over make_run's stage1 rows, with aesthetic scores and tiers; rows by id."""
-    from tools.synthetic_run import write_tagged
+    from synthetic.run import write_tagged
 
     rng = random.Random(seed)
     rows = {}
@@ -42,7 +42,7 @@ def write_stage2_and_pool(run, kinds, seed: int = 0) -> dict[str, dict]:
 def joined(spark, tmp_path_factory):
     """A synthetic run through pool, then mix -> stage3 -> export as `sluice curate run` chains them."""
     from curation import pipeline
-    from tools.synthetic_run import make_run
+    from synthetic.run import make_run
 
     run = tmp_path_factory.mktemp("joined") / "run"
     kinds = make_run(run, n=24)
@@ -160,7 +160,7 @@ def test_a_changed_table_makes_the_later_ones_stale_and_they_are_redone(spark, j
 @pytest.mark.spark
 def test_a_mix_of_another_runs_rows_is_refused(spark, joined, tmp_path):
     from curation.jobs import stage3
-    from tools.synthetic_run import write_tagged
+    from synthetic.run import write_tagged
 
     src, cfg, *_ = joined
     run = tmp_path / "run"
@@ -191,7 +191,7 @@ def test_run_chains_mix_when_the_run_has_one_and_captions_when_asked(tmp_path):
 
 def _stage2_for_calibration(run):
     """Rows stage 1 dropped (mislabelled low_aesthetic, as label noise), rows kept, and rows stage 2 dropped."""
-    from tools.synthetic_run import write_tagged
+    from synthetic.run import write_tagged
 
     rows, labels = [], []
     for i, (aesthetic, stage, label) in enumerate(

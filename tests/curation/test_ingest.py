@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from curation.config import CurateConfig
-from tools.bad_inputs import NULL_ROW_KEY, TRUNCATED_TAR_KEY, write_parquet
+from synthetic.bad_inputs import NULL_ROW_KEY, TRUNCATED_TAR_KEY, write_parquet
 
 pytestmark = pytest.mark.spark
 

@@ -37,7 +37,7 @@ def test_first_k_is_exact_and_does_not_depend_on_partitions(spark):
 @pytest.fixture(scope="module")
 def run_dir(spark, tmp_path_factory):
     from plumbing import runs
-    from tools.synthetic_pool import write_synthetic_pool
+    from synthetic.pool import write_synthetic_pool
 
     run = tmp_path_factory.mktemp("mix") / "run"
     write_synthetic_pool(spark, str(run / "pool"), 100_000, branching=(4, 4), seed=2, dropped_frac=0.02,

@@ -37,7 +37,7 @@ def _jpeg(image: Image.Image) -> bytes:
 
 
 def _photo(subject: str) -> Image.Image:
-    from tools.sample_corpus import real_photos
+    from synthetic.sample_corpus import real_photos
 
     return dict(real_photos())[subject].resize(SIZE, Image.Resampling.BICUBIC)
 
@@ -53,7 +53,7 @@ def ocr():
 @pytest.fixture(scope="module")
 def rendered():
     """A photo with a Chinese line (on a banner) above an English subtitle; the text boxes in pixels."""
-    from tools.sample_corpus import cjk_font_path
+    from synthetic.sample_corpus import cjk_font_path
 
     font_path = cjk_font_path()
     if not font_path:

@@ -28,7 +28,7 @@ BLACK_SURROUND = {"colorwheel", "retina", "hubble_deep_field", "coins"}
 
 @pytest.fixture(scope="module")
 def photos() -> list[tuple[str, Image.Image]]:
-    from tools.sample_corpus import real_photos
+    from synthetic.sample_corpus import real_photos
 
     return real_photos()
 

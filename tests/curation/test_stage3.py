@@ -19,7 +19,7 @@ STYLES = ("short", "long", "text_in_image", "aesthetic", "imagination")
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from tools.synthetic_run import make_run
+    from synthetic.run import make_run
 
     base = tmp_path_factory.mktemp("s3run")
     kinds = make_run(base / "template", n=21)
@@ -93,7 +93,7 @@ def test_reads_the_latest_funnel_table_and_exports_its_tags(spark, synthetic):
     """With a pool table present, its kept rows are the input (not stage1's), and its tags and cluster
     path reach the shards."""
     from curation.jobs import export, stage3
-    from tools.synthetic_run import write_tagged
+    from synthetic.run import write_tagged
 
     run, kinds = _fresh(synthetic, "pool_input")
     rows = [dict(r) for r in kinds["stage1_rows"]]

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tools import bad_inputs
-from tools.sample_corpus import BROKEN_KINDS, DEFECTS, write_bench_jpegs, write_demo_corpus
+from synthetic import bad_inputs
+from synthetic.sample_corpus import BROKEN_KINDS, DEFECTS, write_bench_jpegs, write_demo_corpus
 
 N_DEMO = 60  # enough for every kind to appear once; the full 240 is the CLI default
 

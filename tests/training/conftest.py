@@ -5,7 +5,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def toy_export(tmp_path_factory):
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
 
     d = tmp_path_factory.mktemp("toy_export")
     write_shards(make_samples(48, 32, seed=0), d, shard_size=12)
@@ -15,7 +15,7 @@ def toy_export(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llm(tmp_path_factory):
     pytest.importorskip("transformers")
-    from tools.toy_shapes import build_tiny_llm
+    from synthetic.toy_shapes import build_tiny_llm
 
     return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), hidden=32)
 

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 def _export(tmp_path, n=60, seed=0, shard_size=10, name="exp"):
     """An export-format folder with two aspect buckets (32x32 and 48x32)."""
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
 
     samples = []
     for i, (im, meta) in enumerate(make_samples(n, 32, seed)):

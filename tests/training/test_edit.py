@@ -19,7 +19,7 @@ def _cfg(d):
 
 @pytest.fixture(scope="module")
 def edit_export(tmp_path_factory):
-    from tools.toy_shapes import make_edit_pairs, write_shards
+    from synthetic.toy_shapes import make_edit_pairs, write_shards
 
     d = tmp_path_factory.mktemp("edit_export")
     write_shards(make_edit_pairs(32, 32, seed=2), d, shard_size=8)
@@ -45,7 +45,7 @@ def _perturbed(dit, seed=1):
 # ---- pair data ----------------------------------------------------------------------------------------------
 
 def test_toy_edit_pairs_are_deterministic_and_change_only_what_they_say():
-    from tools.toy_shapes import draw_shape, make_edit_pairs
+    from synthetic.toy_shapes import draw_shape, make_edit_pairs
 
     a, b = make_edit_pairs(30, 32, seed=7), make_edit_pairs(30, 32, seed=7)
     for (ta, ma, ea), (tb, mb, eb) in zip(a, b):

@@ -245,7 +245,7 @@ def test_feedback_without_rewards_or_with_a_trained_conditioner_is_refused(stage
 # ---- preference pairs from rewards and from Label Studio's pairwise template -------------------------------
 
 def _generated(tmp_path, n=8):
-    from tools.toy_shapes import make_samples
+    from synthetic.toy_shapes import make_samples
     from training.data.preference import write_generated
 
     images = [im for im, _ in make_samples(n, 32, seed=4, word_share=0.0)]

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def two_bucket_shards(tmp_path_factory):
     """8 shards: 40 samples at 32x32 in 5 shards and 20 at 48x32 in 3 (the export writes one bucket per shard)."""
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
     from training.data.shards import list_shards
 
     samples = []
@@ -61,7 +61,7 @@ def test_worker_resume_gives_the_same_next_batches(two_bucket_shards, shuffle):
 
 
 def test_every_sample_is_read_once_per_epoch_across_ranks_and_workers(tmp_path):
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
     from training.data.shards import list_shards
 
     write_shards(make_samples(48, 32, seed=2), tmp_path, shard_size=6)  # 8 shards of one bucket
@@ -152,7 +152,7 @@ def test_a_shuffle_buffer_larger_than_the_data_warns(two_bucket_shards, caplog):
 
 def test_a_stale_export_trains_with_a_warning(tmp_path, caplog):
     from plumbing.runs import mark_stale
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
     from training.data.shards import list_shards
 
     write_shards(make_samples(4, 32, seed=1), tmp_path, shard_size=4)

@@ -249,7 +249,7 @@ def test_improve_pairs_keeps_the_best_candidate_that_keeps_the_quotes():
 # ---- pairs from an export and from Label Studio -----------------------------------------------------------
 
 def test_pairs_from_an_exports_long_and_short_captions(tmp_path):
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
     from training.pe.data import pairs_from_export, read_pairs, write_jsonl
 
     samples = make_samples(5, 16, seed=0, word_share=0.0)
@@ -337,7 +337,7 @@ def test_sluice_pe_builds_pairs_and_trains_from_the_command_line(tiny_gpt2, tmp_
     from typer.testing import CliRunner
 
     from sluice.cli import app
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
 
     samples = make_samples(3, 16, seed=1, word_share=0.0)
     for (_, meta), (short, long) in zip(samples, [("红圆", "一个红色的圆"), ("circle, red", "a red circle"),

@@ -19,7 +19,7 @@ def _cfg(d):
 @pytest.fixture(scope="module")
 def aesthetic_export(tmp_path_factory):
     """Toy shapes, half in the soft light, each with an `aesthetic` caption naming its light."""
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
 
     d = tmp_path_factory.mktemp("aesthetic_export")
     write_shards(make_samples(48, 32, seed=3, soft_share=0.5, aesthetic_captions=True), d, shard_size=12)
@@ -296,7 +296,7 @@ def test_dpo_learns_to_prefer_the_winners():
 def test_an_sft_step_mixes_flow_on_positives_with_dpo_on_pairs(stage_config, aesthetic_export, tmp_path):
     from training.data.preference import build_pairs, write_generated
     from training.engine.loop import Trainer
-    from tools.toy_shapes import make_samples
+    from synthetic.toy_shapes import make_samples
 
     samples = make_samples(8, 32, seed=9, word_share=0.0)
     images = [im for im, _ in samples]
@@ -361,7 +361,7 @@ def test_a_missing_generated_folder_says_what_to_give(tmp_path):
 @pytest.fixture(scope="module")
 def scored_export(tmp_path_factory):
     """Toy shapes whose signals carry an aesthetic score and tier, as stage 2 writes them into the export."""
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
 
     samples = make_samples(60, 32, seed=4, word_share=0.0)
     for i, (_, meta) in enumerate(samples):

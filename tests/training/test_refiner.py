@@ -140,7 +140,7 @@ def test_a_refiner_batch_carries_each_images_condition(toy_export):
 @pytest.fixture(scope="module")
 def texture_export(tmp_path_factory):
     """Toy shapes with stage-1 signals: every other one sharp and without flat areas (texture)."""
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
 
     samples = make_samples(32, 32, seed=5)
     for i, (_, meta) in enumerate(samples):

@@ -37,7 +37,7 @@ def _render(text: str, font_path, size=(256, 96)):
 
 def test_ocr_reward_is_one_on_an_exact_rendering_and_less_on_a_wrong_character():
     pytest.importorskip("rapidocr")
-    from tools.sample_corpus import cjk_font_path
+    from synthetic.sample_corpus import cjk_font_path
     from training.rewards import build_reward
     from training.rewards.base import to_pixels
 
@@ -61,7 +61,7 @@ def test_ocr_reward_is_one_on_an_exact_rendering_and_less_on_a_wrong_character()
 def _toy_match_data(n, seed):
     import random
 
-    from tools.toy_shapes import COLOURS, SHAPES, caption, make_samples
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption, make_samples
     from training.rewards.base import to_pixels
 
     rng = random.Random(seed)

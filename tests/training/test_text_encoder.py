@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    from tools.toy_shapes import build_tiny_llm
+    from synthetic.toy_shapes import build_tiny_llm
 
     return build_tiny_llm(tmp_path_factory.mktemp("llm"), hidden=32)
 

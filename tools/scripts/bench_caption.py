@@ -8,7 +8,7 @@
   is concurrency / latency; overhead = ideal / measured (1.0 = no overhead beyond the server's latency).
   The fake server is Python's ThreadingHTTPServer on the same 2 CPUs, so at high concurrency part of the
   overhead is the server's, not the client's.
-* Export: `curation.jobs.export.run` on a synthetic run (`tools/synthetic_run.py`, JPEGs 300..1024 px,
+* Export: `curation.jobs.export.run` on a synthetic run (`synthetic/run.py`, JPEGs 300..1024 px,
   max_side 512, shards of 100) under Spark local[1], after one warm-up run; samples/s/core = samples /
   wall s. Baseline in the same run: a plain loop doing the per-sample work (re-encode + tar write, the
   `ShardWriter`) in one process without Spark; the ratio is Spark's cost per sample over the loop's.
@@ -83,7 +83,7 @@ def export_bench(n: int, workdir: Path) -> dict:
     from curation.config import CurateConfig
     from curation.jobs import export, stage3
     from curation.spark import session
-    from tools.synthetic_run import make_run
+    from synthetic.run import make_run
 
     shutil.rmtree(workdir, ignore_errors=True)
     make_run(workdir, n=n)

@@ -5,7 +5,7 @@
 
 Per size, in one Spark session (`local[--cores]`):
 
-* generate: `tools.synthetic_pool` writes a stage-2-shaped table (Zipf cluster tree 20x10x10, 3 sources,
+* generate: `synthetic.pool` writes a stage-2-shaped table (Zipf cluster tree 20x10x10, 3 sources,
   tags, tiers) with Spark itself; reported, not part of the ratios.
 * baseline: read that table and write it back unchanged (the pool schema): the floor of any job that
   touches every row once, measured in the same run on the same data.
@@ -109,7 +109,7 @@ def bench_size(spark, n: int, work: Path) -> list[dict]:
     from curation.config import CurateConfig, DownsampleConfig
     from curation.jobs import downsample
     from curation.spark import read_table, write_table
-    from tools.synthetic_pool import write_synthetic_pool
+    from synthetic.pool import write_synthetic_pool
 
     src, copy, out = work / f"in_{n}", work / f"copy_{n}", work / f"pool_{n}"
     for p in (src, copy, out):

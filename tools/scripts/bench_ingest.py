@@ -165,7 +165,7 @@ def cpus(n: int) -> list[int]:
 
 
 def _caption(index: int) -> str:
-    from tools.sample_corpus import CAPTIONS
+    from synthetic.sample_corpus import CAPTIONS
 
     subjects = list(CAPTIONS)
     lang = "zh" if index % 2 else "en"
@@ -175,7 +175,7 @@ def _caption(index: int) -> str:
 
 def _write_shard(job: tuple[str, int, int]) -> int:
     out, n, seed = job
-    from tools.sample_corpus import write_bench_jpegs
+    from synthetic.sample_corpus import write_bench_jpegs
 
     paths = write_bench_jpegs(Path(out), n, size=SIZE, seed=seed)
     for i, p in enumerate(paths):  # shards start their captions at different places of the list

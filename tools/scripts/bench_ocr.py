@@ -5,7 +5,7 @@
 
 The set is deterministic (seeded): 1024x768 JPEGs (q90), each with 3-5 lines of one language group
 (zh, en or mixed; each phrase below at least once) in the CJK font at 24-64 px (`--font-px`), on real
-photos (`tools.sample_corpus.real_photos()`, cropped and scaled) or on plain and gradient backgrounds,
+photos (`synthetic.sample_corpus.real_photos()`, cropped and scaled) or on plain and gradient backgrounds,
 in realistic styles: outlined subtitles, text on a banner, coloured text picked for contrast. A few
 photos without added text measure false detections. Each image goes through the real decode path
 (`decode_for_analysis`) and `OcrSignal.score_image`, once per `--det-max-side`.
@@ -179,7 +179,7 @@ def render_image(lines: list[str], rng: np.random.Generator, photos: list, font_
 
 def build_set(images_per_lang: int, seed: int, font_px: tuple[int, int] = FONT_PX) -> list[dict]:
     """Deterministic list of {"jpeg": bytes, "lang", "background", "lines": [(text, box px, font px)]}."""
-    from tools.sample_corpus import cjk_font_path, real_photos
+    from synthetic.sample_corpus import cjk_font_path, real_photos
 
     font_path = cjk_font_path()
     if not font_path:

@@ -4,7 +4,7 @@
                                          [--dim 512] [--levels 1000 100 10] [--sample 100000] [--cores 2]
                                          [--skip a b c e] [--json FILE]
 
-(e) near-dup quality: the benchmark of tools/near_dup_data.py (every usable tile of the bundled photos,
+(e) near-dup quality: the benchmark of synthetic/near_dup_data.py (every usable tile of the bundled photos,
     6 edited copies per group) through `near_dedup` at its default threshold, LSH and exact candidates:
     precision and recall of the dropped rows, recall per edit, largest group, share of pairs within the
     threshold found as edges.
@@ -109,7 +109,7 @@ def bench_near_quality() -> dict:
     from curation.signals.analysis import decode_for_analysis
     from curation.signals.phash import PHashSignal
     from curation.spark import session
-    from tools.near_dup_data import jpeg_bytes, make_benchmark, originals
+    from synthetic.near_dup_data import jpeg_bytes, make_benchmark, originals
 
     n_tiles = len(originals())
     groups = int(n_tiles * 0.6)

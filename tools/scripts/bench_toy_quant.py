@@ -43,8 +43,8 @@ VARIANTS = {  # name -> QuantConfig fields
 
 def judge(pipe, net, seeds: list[int]) -> dict:
     """Per language: colour+shape right per seed (so variants compare on the same seeds) and overall."""
-    from tools.toy_shapes import COLOURS, SHAPES, caption
-    from tools.toy_shapes import judge as judge_content
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption
+    from synthetic.toy_shapes import judge as judge_content
 
     combos = [(c, s) for c in sorted(COLOURS) for s in sorted(SHAPES)]
     out = {}
@@ -93,7 +93,7 @@ def main() -> None:
 
     import torch
 
-    from tools.toy_shapes import train_judge
+    from synthetic.toy_shapes import train_judge
     from training.config import QuantConfig
     from training.pipeline import Pipeline
     from training.quantize import part_bytes

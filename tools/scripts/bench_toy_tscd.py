@@ -46,8 +46,8 @@ def config(base: Path, export: Path, out: Path, a, phase_steps: list[int]) -> di
 
 def judge(pipe, net, seeds: int, steps: int | None) -> dict:
     """Per language: colour+shape right, and the seconds spent generating (text, sampling, decode)."""
-    from tools.toy_shapes import COLOURS, SHAPES, caption
-    from tools.toy_shapes import judge as judge_content
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption
+    from synthetic.toy_shapes import judge as judge_content
 
     combos = [(c, s) for c in sorted(COLOURS) for s in sorted(SHAPES)]
     out = {}
@@ -69,7 +69,7 @@ def psnr_to(ref, pipe, steps: int | None, cfg: float | None = None, seeds: int =
     values in [-1, 1]: how close a few-step sampler lands to the teacher's 30-step endpoints."""
     import torch
 
-    from tools.toy_shapes import COLOURS, SHAPES, caption
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption
 
     err, n = 0.0, 0
     for lang in ("zh", "en"):
@@ -84,7 +84,7 @@ def psnr_to(ref, pipe, steps: int | None, cfg: float | None = None, seeds: int =
 
 
 def reference_images(teacher, seeds: int = 2) -> dict:
-    from tools.toy_shapes import COLOURS, SHAPES, caption
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption
 
     ref = {}
     for lang in ("zh", "en"):
@@ -107,7 +107,7 @@ def latency(pipe, steps: int | None, repeats: int = 5) -> float:
 def timings(pipes: dict, rounds: int = 5) -> dict:
     """Best-of-N seconds end to end for one image and for a batch of 12 prompts, per pipeline; the pipelines
     take turns within each round, so a change of machine load falls on all of them alike."""
-    from tools.toy_shapes import COLOURS, SHAPES, caption
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption
 
     batch = [caption(c, s, "en") for c in sorted(COLOURS) for s in sorted(SHAPES)]
     best = {name: {"1": float("inf"), "12": float("inf")} for name in pipes}
@@ -151,7 +151,7 @@ def main() -> None:
 
     import torch
 
-    from tools.toy_shapes import train_judge
+    from synthetic.toy_shapes import train_judge
     from training.config import TrainConfig
     from training.engine.loop import Trainer
     from training.pipeline import Pipeline

@@ -30,7 +30,7 @@ def write_export(folder: Path, n: int, size: int) -> list[str]:
     import numpy as np
     from PIL import Image
 
-    from tools.toy_shapes import make_samples, write_shards
+    from synthetic.toy_shapes import make_samples, write_shards
     from training.data.shards import list_shards
 
     rng = np.random.default_rng(0)

@@ -338,7 +338,7 @@ trains this one itself on data it generates (DESIGN rule 9). Retrain it with the
 
 ## Data
 
-Made by `tools/structure_data.py` (deterministic in the seed), over real photos from `tools.sample_corpus.real_photos()`
+Made by `tools/structure_data.py` (deterministic in the seed), over real photos from `synthetic.sample_corpus.real_photos()`
 with random crops, rescales (long side 320-960), flips and colour jitter. In training {a['procedural']:.0%} of the
 backgrounds are made up: 70% dead-leaves collages (shapes cut from the training photos, large to small: new
 layouts and texture boundaries from few photos), 30% gradients, fractal noise and blobs. Phrases are Chinese and English (WenQuanYi Micro Hei for CJK; the

@@ -1,6 +1,6 @@
 """Does the trainer learn? Train the toy DiT on synthetic bilingual shapes on CPU, then judge its samples.
 
-1. Write a synthetic export (tools/toy_shapes.py: coloured shapes and rendered words, captions in zh and en).
+1. Write a synthetic export (synthetic/toy_shapes.py: coloured shapes and rendered words, captions in zh and en).
 2. Build a tiny random-init Qwen3 as the "LLM" (a stand-in: nothing may be downloaded) and train the `toy`
    DiT preset in PIXEL SPACE (identity "VAE", 32x32) through the real loop, for at most --minutes.
 3. Sample every colour x shape prompt in zh and in en with the EMA weights, and let a small CNN, trained on the
@@ -38,7 +38,7 @@ def config(out: Path, steps: int, batch: int, lr: float) -> dict:
 
 def judge_samples(trainer, seeds: int) -> dict:
     """Sample each colour x shape prompt per language with several seeds; the judge's verdicts per language."""
-    from tools.toy_shapes import COLOURS, SHAPES, caption, judge, train_judge
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption, judge, train_judge
 
     net = train_judge()
     pipe = trainer.pipeline()
@@ -65,7 +65,7 @@ def judge_samples(trainer, seeds: int) -> dict:
 
 def judge_sanity() -> float:
     """The judge's own accuracy on fresh clean synthetic shapes (so a pass is not the judge's fault)."""
-    from tools.toy_shapes import judge, make_samples, train_judge
+    from synthetic.toy_shapes import judge, make_samples, train_judge
 
     net = train_judge()
     data = [(im, m["toy"]) for im, m in make_samples(600, 32, seed=999, word_share=0.0)]
@@ -89,7 +89,7 @@ def main() -> None:
 
     import torch
 
-    from tools.toy_shapes import build_tiny_llm, make_samples, write_shards
+    from synthetic.toy_shapes import build_tiny_llm, make_samples, write_shards
     from training.config import TrainConfig
     from training.engine.loop import Trainer
 

@@ -1,6 +1,6 @@
 """Does the edit model learn to edit? Instruction editing on the toy world on CPU, judged per language.
 
-1. Rule-made edit pairs (tools/toy_shapes.py `make_edit_pairs`): change a shape's colour ("把红色的圆变成蓝色" /
+1. Rule-made edit pairs (synthetic/toy_shapes.py `make_edit_pairs`): change a shape's colour ("把红色的圆变成蓝色" /
    "make the red circle blue"), change its shape, or add/replace a rendered word; source and target drawn from
    one random state, so only the asked-for attribute differs.
 2. The `edit` stage (model.edit: the toy base + a zero-gated source path; the whole model trains; flow loss)
@@ -48,7 +48,7 @@ def train_word_judge(size: int = 32, seed: int = 5, steps: int = 300):
 
     import torch
 
-    from tools.toy_shapes import WORDS, _judge_net, blank, draw_word, to_tensor
+    from synthetic.toy_shapes import WORDS, _judge_net, blank, draw_word, to_tensor
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -71,7 +71,7 @@ def judge_edits(pipe, pairs, judges, lang: str, seed: int = 0) -> dict:
     import numpy as np
     import torch
 
-    from tools.toy_shapes import judge, to_tensor
+    from synthetic.toy_shapes import judge, to_tensor
 
     shape_net, (word_net, words) = judges
     sources = [extra["src.jpg"] for _, _, extra in pairs]
@@ -133,7 +133,7 @@ def main() -> None:
 
     import torch
 
-    from tools.toy_shapes import make_edit_pairs, train_judge, write_shards
+    from synthetic.toy_shapes import make_edit_pairs, train_judge, write_shards
     from training.config import TrainConfig
     from training.engine.loop import Trainer
 

@@ -2,7 +2,7 @@
 
 The toy base (train_toy.py) learnt its captions, "一个红色的圆" / "a red circle", and renders them right; terse
 prompts that mean the same ("红圆", "circle, red") it renders badly, because its text encoder is a random
-LLM (tools/toy_shapes.py build_tiny_llm) whose features of unseen phrasings the DiT never learnt to read.
+LLM (synthetic/toy_shapes.py build_tiny_llm) whose features of unseen phrasings the DiT never learnt to read.
 
 1. Terse prompts: every colour x shape in three terse forms per language (TERSE); a quarter of the
    (colour x shape, form) prompts, spread over forms and combos, are held out as the test set.
@@ -43,7 +43,7 @@ LANGS = ("zh", "en")
 
 def terse(form: str, c: str, s: str) -> str:
     """The terse forms the base renders badly (measured: 8-25% colour+shape, against 93-98% for the captions)."""
-    from tools.toy_shapes import COLOURS, SHAPES
+    from synthetic.toy_shapes import COLOURS, SHAPES
 
     zc, zs = COLOURS[c][1], SHAPES[s]
     return {"en_cs": f"{c} {s}", "en_s,c": f"{s}, {c}", "en_sc": f"{s} {c}",
@@ -56,7 +56,7 @@ EXPORT_FORMS = ("zh_cs1", "en_s,c")  # the export's short captions (pairs shorte
 
 def prompt_set(test_share: float = 0.25) -> list[dict]:
     """Every (combo, terse form) as {u, c, s, lang, form, split}; a quarter of each form's combos is held out."""
-    from tools.toy_shapes import COLOURS, SHAPES
+    from synthetic.toy_shapes import COLOURS, SHAPES
 
     combos = [(c, s) for c in sorted(COLOURS) for s in sorted(SHAPES)]
     every = round(1 / test_share)
@@ -74,7 +74,7 @@ def prompt_set(test_share: float = 0.25) -> list[dict]:
 def proposer(rows: list[dict]):
     """u -> candidate rewrites: what an LLM that understands u might offer (its caption, its other terse
     phrasings, and a mistaken caption with another colour); the reward decides which helps."""
-    from tools.toy_shapes import COLOURS, caption
+    from synthetic.toy_shapes import COLOURS, caption
 
     meaning = {r["u"]: r for r in rows}
 
@@ -93,7 +93,7 @@ def match_data(n: int, seed: int):
     colour or the shape changed (0)."""
     import torch
 
-    from tools.toy_shapes import COLOURS, SHAPES, caption, make_samples
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption, make_samples
     from training.rewards.base import to_pixels
 
     rng = random.Random(seed)
@@ -132,7 +132,7 @@ def train_reward(folder: Path, n: int, epochs: int, seed: int) -> dict:
 
 def export_pairs(rows: list[dict], folder: Path) -> None:
     """A toy export whose samples' short caption is a terse training prompt and long caption the canonical one."""
-    from tools.toy_shapes import caption, make_samples, write_shards
+    from synthetic.toy_shapes import caption, make_samples, write_shards
 
     chosen = [r for r in rows if r["split"] == "train" and r["form"] in EXPORT_FORMS]
     samples = make_samples(len(chosen), 32, seed=77, word_share=0.0)
@@ -172,7 +172,7 @@ def build_rewriter_lm(out: Path, corpus: list[str], hidden: int, layers: int = 2
 
 def judge_prompts(pipe, net, rows: list[dict], prompts: list[str], seeds: list[int]) -> list[float]:
     """Share of seeds whose image the judge sees as the colour and shape of each row's u."""
-    from tools.toy_shapes import judge
+    from synthetic.toy_shapes import judge
 
     hits = [0] * len(rows)
     for seed in seeds:
@@ -193,7 +193,7 @@ def summarise(rows: list[dict], acc: list[float]) -> dict:
 
 def rewrite_all(folder: Path, rows: list[dict]) -> tuple[list[str], dict]:
     """Guarded greedy rewrites of every u; how many are the canonical caption, and what the guard did."""
-    from tools.toy_shapes import caption
+    from synthetic.toy_shapes import caption
     from training.pe.rewrite import Rewriter
 
     rw = Rewriter.load(folder)
@@ -208,7 +208,7 @@ def rewrite_all(folder: Path, rows: list[dict]) -> tuple[list[str], dict]:
 
 def sft_stage(a, rows: list[dict], propose, scorer, result: dict):
     """SFT pairs both ways, then SFT of a fresh tiny rewriter: (PEConfig, SFT PE folder, the reward's pairs)."""
-    from tools.toy_shapes import caption, toy_corpus
+    from synthetic.toy_shapes import caption, toy_corpus
     from training.pe.candidates import improve_pairs
     from training.pe.config import PEConfig
     from training.pe.data import pairs_from_export, write_jsonl
@@ -315,7 +315,7 @@ def main() -> None:
 
     import torch
 
-    from tools.toy_shapes import caption, train_judge
+    from synthetic.toy_shapes import caption, train_judge
     from training.pe.candidates import CandidateScorer
     from training.pipeline import Pipeline
     from training.rewards import build_reward

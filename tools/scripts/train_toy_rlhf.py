@@ -4,7 +4,7 @@
        train_toy.py --out runs/toy_under --steps 700 --batch 16 --lr 1e-3 --soft-share 0.3
 2. The reward, trained by the project (training/rewards/match.py): P(image matches prompt), a CNN + byte-level
    text model fitted on fresh toy shapes with their caption (zh or en) as positives and a caption with the colour
-   or the shape changed as negatives. It is not the judge: the judge is another CNN (tools/toy_shapes.py
+   or the shape changed as negatives. It is not the judge: the judge is another CNN (synthetic/toy_shapes.py
    train_judge) on other samples, which names colour and shape and never reads a prompt.
 3. RLHF: the `rlhf` stage over the base (LoRA, frozen conditioner): the flow loss on real toy shapes plus
    reward_feedback (ReFL: the gradient through one late sampling step) with the learned reward, and the guard
@@ -53,7 +53,7 @@ def match_data(n: int, seed: int):
     """(pixels, texts, targets): toy shapes with their caption or one with the colour or the shape changed."""
     import torch
 
-    from tools.toy_shapes import COLOURS, SHAPES, caption, make_samples
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption, make_samples
     from training.rewards.base import to_pixels
 
     rng = random.Random(seed)
@@ -92,7 +92,7 @@ def train_reward(folder: Path, n: int, epochs: int) -> dict:
 
 
 def prompts_for(lang: str):
-    from tools.toy_shapes import COLOURS, SHAPES, caption
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption
 
     combos = [(c, s) for c in sorted(COLOURS) for s in sorted(SHAPES)]
     return combos, [caption(c, s, lang) for c, s in combos]
@@ -113,7 +113,7 @@ def diversity(per_prompt: list[list]) -> float:
 
 def real_diversity(per_prompt: int = 8) -> float:
     """The same measure on real toy shapes: what the data itself varies by."""
-    from tools.toy_shapes import make_samples
+    from synthetic.toy_shapes import make_samples
 
     groups: dict[str, list] = {}
     for im, meta in make_samples(2000, 32, seed=4242, word_share=0.0, soft_share=0.3):
@@ -126,7 +126,7 @@ def judge(pipe, net, reward, seeds: int, save: Path | None = None) -> dict:
     import numpy as np
     from PIL import Image
 
-    from tools.toy_shapes import judge as judge_content
+    from synthetic.toy_shapes import judge as judge_content
     from training.rewards.score import score_images
 
     out = {}
@@ -177,7 +177,7 @@ def main() -> None:
 
     import torch
 
-    from tools.toy_shapes import make_samples, train_judge, write_shards
+    from synthetic.toy_shapes import make_samples, train_judge, write_shards
     from training.config import TrainConfig
     from training.engine.loop import Trainer
     from training.pipeline import Pipeline

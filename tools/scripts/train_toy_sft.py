@@ -1,7 +1,7 @@
 """Does SFT with the VMix adapter learn an aesthetic? Two SFT rounds over a toy base on CPU, judged.
 
 The toy world's aesthetic attribute is the light: a soft, warm light falling off to dim corners, or the flat
-white background (tools/toy_shapes.py). The base (`train_toy.py --soft-share 0.3`) saw both lights but never a
+white background (synthetic/toy_shapes.py). The base (`train_toy.py --soft-share 0.3`) saw both lights but never a
 caption that names them, so it draws either at random.
 
 1. Judge the base: every colour x shape prompt in zh and en, several seeds (colour+shape by the toy judge CNN,
@@ -50,7 +50,7 @@ def config(base: Path, out: Path, sources: dict, terms: dict, a, adapter_from: P
 
 
 def prompts_for(lang: str) -> tuple[list[tuple[str, str]], list[str]]:
-    from tools.toy_shapes import COLOURS, SHAPES, caption
+    from synthetic.toy_shapes import COLOURS, SHAPES, caption
 
     combos = [(c, s) for c in sorted(COLOURS) for s in sorted(SHAPES)]
     return combos, [caption(c, s, lang) for c, s in combos]
@@ -61,8 +61,8 @@ def judge(pipe, net, seeds: int, light: str | None, save: Path | None = None) ->
     import numpy as np
     from PIL import Image
 
-    from tools.toy_shapes import judge as judge_content
-    from tools.toy_shapes import judge_light
+    from synthetic.toy_shapes import judge as judge_content
+    from synthetic.toy_shapes import judge_light
 
     out = {}
     for lang in ("zh", "en"):
@@ -90,7 +90,7 @@ def train_until(trainer, deadline: float, max_steps: int) -> None:
 
 def generate_negatives(pipe, reward, folder: Path, seeds: int) -> dict[str, str]:
     """Every prompt under both labels with the current model; good/bad verdicts by the reward model."""
-    from tools.toy_shapes import light_reward
+    from synthetic.toy_shapes import light_reward
     from training.data.preference import write_generated
 
     if folder.exists():
@@ -129,7 +129,7 @@ def main() -> None:
 
     import torch
 
-    from tools.toy_shapes import make_samples, train_judge, train_light_reward, write_shards
+    from synthetic.toy_shapes import make_samples, train_judge, train_light_reward, write_shards
     from training.config import TrainConfig
     from training.data.preference import build_pairs
     from training.engine.loop import Trainer

@@ -11,7 +11,7 @@ changes. A CLIP (given by spec, as the reward models load it) then keeps a pair 
 - the target is still the source's picture: cos(E(target), E(source)) >= `min_similarity`.
 Kept pairs are written as edit shards (docs/export-format.md: `<key>.jpg` the target, `<key>.src.jpg` the
 source, the instruction as the short caption); `pairs.jsonl` says what became of every spec line.
-The rule-made toy pairs (tools/toy_shapes.py `make_edit_pairs`) are written in the same format.
+The rule-made toy pairs (synthetic/toy_shapes.py `make_edit_pairs`) are written in the same format.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ docs/export-format.md) so the trainer reads it exactly as it reads curated data.
 * `train_judge` / `judge`: a small CNN trained on the same synthetic images that names the colour and shape
   of an image; it judges the toy model's samples.
 
-    python -m tools.toy_shapes --out DIR --n 2000 --size 32 --seed 0
+    python -m synthetic.toy_shapes --out DIR --n 2000 --size 32 --seed 0
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def draw_shape(colour: str, shape: str, size: int, rng: random.Random, light: st
 
 
 def draw_word(word: str, size: int, rng: random.Random) -> Image.Image:
-    from tools.sample_corpus import cjk_font_path
+    from synthetic.sample_corpus import cjk_font_path
 
     im = Image.new("RGB", (size, size), (250, 250, 250))
     path = cjk_font_path()

@@ -30,7 +30,7 @@ FILES_PER_PART = 100
 
 DEFECT_RATE = 0.04
 BROKEN_RATE = 0.01
-# Broken kinds and the error kind ingest is expected to give them (same strings as tools.bad_inputs).
+# Broken kinds and the error kind ingest is expected to give them (same strings as synthetic.bad_inputs).
 BROKEN_KINDS = {"truncated_jpeg": "truncated", "zero_byte": "empty_file", "random_bytes": "not_an_image"}
 
 # (subject, loader); greyscale ones become RGB. skimage's "clock" is left out: it is motion-blurred by

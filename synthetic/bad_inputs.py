@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image
 
-from tools.sample_corpus import non_image_bytes, real_photos
+from synthetic.sample_corpus import non_image_bytes, real_photos
 
 log = logging.getLogger(__name__)
 
