@@ -20,3 +20,19 @@ def fail(error: BaseException | str, code: int = 2, label: str = "error") -> NoR
     wrapped (whole for grep and copy), no traceback; exit `code` (2: fix something and run again)."""
     typer.echo(f"{typer.style(label + ':', fg='red' if label == 'error' else 'yellow')} {error}", err=True)
     raise typer.Exit(code)
+
+
+def reproducible_args(argv: list[str], side_options: tuple[str, ...] = ("--cache", "--save-torch")) -> str:
+    """The command line minus options that do not change the result (where caches and side outputs go)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in side_options:
+            skip = True
+            continue
+        if a.startswith(tuple(f"{o}=" for o in side_options)):
+            continue
+        out.append(a)
+    return " ".join(out)

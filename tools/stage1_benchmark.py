@@ -20,12 +20,12 @@ Classes, `n_per_class` images each, kinds taken in turn inside a class:
 | text_overlay | caption_bar, subtitle, meme, sticker, speech_bubble, title | [text_overlay] |
 | scene_text | scene_sign, scene_poster, scene_document, scene_painted, scene_page | [] (must be kept) |
 
-Photos are only the held-out subjects of `tools.structure_data.HELDOUT_SUBJECTS` (and its held-out page
+Photos are only the held-out subjects of `detector_factory.structure_data.HELDOUT_SUBJECTS` (and its held-out page
 photo), which the structure detector never trains on. Every record draws from its own generator seeded
 with `(seed, STREAM_TAG, class, index)`: the detector's training and validation sets draw from
 `(seed, index)` streams, so no stream is shared whatever seeds are chosen, and records do not depend on
 each other. The defects are the demo corpus's (`synthetic.sample_corpus.DEFECTS`) and the structure
-renderers of `tools.structure_data`.
+renderers of `detector_factory.structure_data`.
 
 Order of effects, as a camera and an editor would apply them: crop and scale the photo to 1024x768;
 optical defects (blur, exposure); sensor grain; then edits (bars, watermarks, overlays, scene text placed
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 SIZE = (1024, 768)
 IMAGES_DIR = "images"
 LABELS_NAME = "labels.jsonl"
-STREAM_TAG = 0x53544731  # "STG1": keeps these streams apart from every (seed, index) stream of tools.structure_data
+STREAM_TAG = 0x53544731  # "STG1": keeps these streams apart from every (seed, index) stream of detector_factory.structure_data
 DEFAULT_SEED = 1234
 GRAIN_SIGMA = 1.5  # sensor noise, grey levels at 1024x768
 JPEG_QUALITY = (80, 96)  # [lo, hi)
@@ -99,14 +99,14 @@ def _scene_page(image: Image.Image, rng: np.random.Generator, page: Image.Image)
     `structure_data.scene_page` also returns the bare page half the time; that one is 448x172 pixels and
     would have to be enlarged 2-6 times to fill 1024x768, which makes a blurry image, not a scene.
     """
-    from tools import structure_data as sd
+    from detector_factory import structure_data as sd
 
     return sd._place_in_scene(image, sd.photo_variant(page.convert("RGB"), rng).convert("RGBA"), rng, (0.35, 0.8))
 
 
 def render(photo: Image.Image, kind: str, rng: np.random.Generator, page: Image.Image) -> Image.Image:
     """One benchmark image of `kind` over `photo`, exactly SIZE."""
-    from tools import structure_data as sd
+    from detector_factory import structure_data as sd
     from synthetic.sample_corpus import DEFECTS
 
     image = _base(photo, rng)
@@ -147,7 +147,7 @@ def make_record(photos, page, cls: str, kind: str, c: int, index: int, seed: int
 
 def write_benchmark(out_dir: Path, n_per_class: int = 40, seed: int = DEFAULT_SEED) -> Path:
     """Write `out_dir/images/...` and `out_dir/labels.jsonl`; return the path of labels.jsonl."""
-    from tools.structure_data import split_photos
+    from detector_factory.structure_data import split_photos
 
     out_dir = Path(out_dir)
     images = out_dir / IMAGES_DIR

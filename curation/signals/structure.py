@@ -1,8 +1,8 @@
 """Watermark, logo and text-overlay probabilities from a small detector Sluice trains itself.
 
 No published model for these works offline or reads Chinese, so the default is `structure_v1.onnx`,
-shipped beside this module and trained by `tools/scripts/train_structure_detector.py` on images made by
-`tools/structure_data.py` (see weights/STRUCTURE_MODEL_CARD.md). A user may bring their own:
+shipped beside this module and trained by `detector_factory/train_structure_detector.py` on images made by
+`detector_factory/structure_data.py` (see weights/STRUCTURE_MODEL_CARD.md). A user may bring their own:
 
 * `model="path/to/detector.onnx"`: same contract as the shipped one (input "image", N x 3 x S x S float32
   RGB in [0, 1], squashed to S x S with area averaging; output "probs", N x 3 sigmoid probabilities in the
@@ -123,7 +123,7 @@ def load_detector(model: str | None = None, threads: int = 1, input_size: int | 
     path = Path(model).expanduser() if model else default_model_path()
     if not path.is_file():
         hint = ("the shipped weights are missing from the install; reinstall sluice or retrain with "
-                "tools/scripts/train_structure_detector.py") if not model else (
+                "detector_factory/train_structure_detector.py") if not model else (
                 "set stage1.signals.structure.model to an existing .onnx file, timm:<arch>@<checkpoint>, "
                 "or null for the shipped structure_v1")
         raise FileNotFoundError(f"structure detector not found: {path}; {hint}")

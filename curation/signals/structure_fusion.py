@@ -7,7 +7,7 @@ four tiles, OCR geometry, repetition, stroke/background pixel statistics, the wa
 boosted trees over `structure_features.line_features` that say whether one line lies on a mark) and replaces
 the heads the
 head file holds (of `s_watermark`, `s_logo`, `s_text_overlay`) with the probabilities of boosted trees
-trained on generated data by `tools/scripts/train_structure_fusion.py` (weights/STRUCTURE_FUSION_CARD.md);
+trained on generated data by `detector_factory/train_structure_fusion.py` (weights/STRUCTURE_FUSION_CARD.md);
 the shipped file fuses `s_watermark` and `s_text_overlay`, not `s_logo` (why: the card). `s_detector` then names both models. The
 head was trained on the shipped CNN's outputs, so it refuses any other detector.
 """
@@ -29,7 +29,7 @@ from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME
 from curation.signals.watermark_map import WatermarkMap
 
 FUSION_NAME = "structure_fusion_v7"
-RETRAIN = "retrain it with tools/scripts/train_structure_fusion.py"
+RETRAIN = "retrain it with detector_factory/train_structure_fusion.py"
 
 
 def default_fusion_path() -> Path:
@@ -66,7 +66,7 @@ def load_line_head(path: Path) -> BoostedTrees:
 def load_fusion(path: Path) -> BoostedTrees:
     if not path.is_file():
         raise FileNotFoundError(f"structure fusion head not found: {path}; set stage1.signals.structure.fusion "
-                                "to false, or retrain it with tools/scripts/train_structure_fusion.py")
+                                "to false, or retrain it with detector_factory/train_structure_fusion.py")
     head = _read_trees(path, "structure fusion head")
     if head.features != IMAGE_FEATURES or not set(head.heads) <= set(HEADS):
         raise ValueError(f"structure fusion head {path} was trained on other features or heads than this "
@@ -78,7 +78,7 @@ def fusion_features(structure: StructureSignal, mark_map: WatermarkMap, line_hea
                     lines) -> tuple[np.ndarray, np.ndarray]:
     """(the fusion head's input, the line head's input) for one analysed image, given the CNN's probabilities
     on it and the OCR engine's raw lines. With `line_head` None the line scores are left at zero: training
-    (tools/scripts/train_structure_fusion.py) fills them in from out-of-fold predictions."""
+    (detector_factory/train_structure_fusion.py) fills them in from out-of-fold predictions."""
     grid = mark_map.probabilities(image)
     rows = line_features(image, cnn, lines, grid)
     scores = line_head.predict(rows)[:, 0] if line_head is not None and len(rows) else np.zeros(len(rows))

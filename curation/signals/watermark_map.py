@@ -8,7 +8,7 @@ knows which pixels each mark changed, and which were scene text or an overlay), 
 stroke, not from one label per image.
 
 The fusion head (`structure_fusion.py`) turns the map into features, alone and inside the lines OCR found.
-`watermark_map_v4.onnx` ships beside this module; `tools/scripts/train_watermark_map.py` trains it
+`watermark_map_v4.onnx` ships beside this module; `detector_factory/train_watermark_map.py` trains it
 (see weights/WATERMARK_MAP_CARD.md).
 """
 
@@ -61,7 +61,7 @@ class WatermarkMap:
         path = Path(path) if path else default_map_path()
         if not path.is_file():
             raise FileNotFoundError(f"watermark map model not found: {path}; reinstall sluice, retrain with "
-                                    "tools/scripts/train_watermark_map.py, or set "
+                                    "detector_factory/train_watermark_map.py, or set "
                                     "stage1.signals.structure.fusion: false")
         ort = require("onnxruntime", extra="ocr")
         opts = ort.SessionOptions()

@@ -20,7 +20,7 @@ from curation.signals.structure_features import (IMAGE_FEATURES, LINE_FEATURES, 
 from curation.signals.structure_fusion import (FUSION_NAME, StructureFusionSignal, default_fusion_path,  # noqa: E402
                                                line_head_path)
 from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME  # noqa: E402
-from tools import structure_data as sd  # noqa: E402
+from detector_factory import structure_data as sd  # noqa: E402
 
 SEED = 5151  # neither the CNN's (0, 10000) nor the head's (20000) training or validation seeds
 

@@ -11,7 +11,7 @@ pytest.importorskip("skimage")
 
 from curation.signals.analysis import decode_for_analysis  # noqa: E402
 from curation.signals.structure import HEADS, StructureSignal, default_model_path, to_input  # noqa: E402
-from tools import structure_data as sd  # noqa: E402
+from detector_factory import structure_data as sd  # noqa: E402
 
 SEED = 4242  # not a training seed (training uses 0)
 KINDS = {

@@ -14,7 +14,7 @@ from PIL import Image  # noqa: E402
 from curation.signals.analysis import decode_for_analysis  # noqa: E402
 from curation.signals.watermark_map import (  # noqa: E402
     CELL, DEFAULT_NAME, MAP_FEATURES, MAP_SIDE, WatermarkMap, default_map_path, map_features, map_input_size, to_map_input)
-from tools import structure_data as sd  # noqa: E402
+from detector_factory import structure_data as sd  # noqa: E402
 
 SEED = 6161  # none of the map's (0, 10000) or the fusion head's training or validation seeds
 
@@ -116,7 +116,7 @@ def test_records_are_the_same_image_whatever_size_judges_the_marks():
 
 
 def test_clutter_is_opaque_scenery_drawn_deterministically():
-    from tools.clutter import cluttered
+    from detector_factory.clutter import cluttered
 
     photo = sd.split_photos("train")[0][0][1]
     a = cluttered(photo, np.random.default_rng(4))
@@ -127,7 +127,7 @@ def test_clutter_is_opaque_scenery_drawn_deterministically():
 
 
 def test_regular_texture_is_drawn_in_every_kind_and_deterministically():
-    from tools.clutter import PERIODIC_KINDS, periodic
+    from detector_factory.clutter import PERIODIC_KINDS, periodic
 
     photo = sd.split_photos("train")[0][0][1].convert("RGB").resize((320, 240))
     for kind in PERIODIC_KINDS:
@@ -168,10 +168,10 @@ def test_trainer_runs_end_to_end_with_own_photos(tmp_path):
     sd.split_photos("train")[0][2][1].save(photos / "own.png")
     repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, str(repo / "tools/scripts/train_watermark_map.py"), "--n-train", "12",
+    run = subprocess.run([sys.executable, "-m", "detector_factory.train_watermark_map", "--n-train", "12",
                           "--n-val", "8", "--max-steps", "3", "--eval-every", "2", "--batch", "2", "--workers", "1",
                           "--threads", "1", "--extra-photos", str(photos), "--cache", str(tmp_path / "cache"),
-                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+                          "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=repo)
     assert run.returncode == 0, run.stderr[-3000:]
     net = WatermarkMap(out / f"{DEFAULT_NAME}.onnx")
     assert net.probabilities(Image.new("RGB", (640, 480), (128, 128, 128))).shape == (384 // CELL, 512 // CELL)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tools import stage1_benchmark as sb
-from tools.structure_data import HELDOUT_SUBJECTS, KIND_LABELS, split_photos
+from detector_factory.structure_data import HELDOUT_SUBJECTS, KIND_LABELS, split_photos
 
 N_PER_CLASS = 1  # one image per class keeps the test fast; kinds rotate inside a class
 TRAINING_SEEDS = (0, 10_000)  # train_structure_detector: --seed 0, held-out seed + 10000; streams (seed, index)

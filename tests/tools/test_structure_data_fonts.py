@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tools import structure_data as sd
+from detector_factory import structure_data as sd
 
 
 @pytest.fixture(autouse=True)

@@ -1,32 +1,24 @@
 """The fusion head's training script: how OCR lines are labelled as lying on a mark, and how line scores reach
 each image's features. The full run takes minutes of OCR; these parts decide what the heads learn."""
 
-import importlib.util
-import sys
-from pathlib import Path
+import importlib
 
 import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("sklearn")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("train_structure_fusion",
-                                                  REPO / "tools" / "scripts" / "train_structure_fusion.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("detector_factory.train_structure_fusion")
 
 
 def _watermarked_record(split: str, seed: int):
     """The first record of (split, seed) with a visible watermark, its index, and its mask at the map's size."""
     from curation.signals.watermark_map import MAP_SIDE
-    from tools import structure_data as sd
+    from detector_factory import structure_data as sd
 
     photos, pages = sd.split_photos(split)
     for index in range(60):
@@ -71,7 +63,7 @@ def test_line_scores_pool_into_their_own_images_features(script):
 def test_extra_photos_join_the_train_split_only(tmp_path):
     from PIL import Image
 
-    from tools import structure_data as sd
+    from detector_factory import structure_data as sd
 
     for i in range(2):
         Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"wall{i}.jpg")
@@ -87,7 +79,7 @@ def test_unseen_split_draws_over_the_folder_alone(tmp_path):
     backgrounds the watermark map never learnt; without a folder it says what to give."""
     from PIL import Image
 
-    from tools import structure_data as sd
+    from detector_factory import structure_data as sd
 
     for i in range(2):
         Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"new{i}.jpg")
@@ -104,10 +96,7 @@ def test_unseen_split_draws_over_the_folder_alone(tmp_path):
 
 @pytest.fixture(scope="module")
 def photos():
-    spec = importlib.util.spec_from_file_location("debian_photos", REPO / "tools" / "scripts" / "debian_photos.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("detector_factory.debian_photos")
 
 
 def test_photo_sets_are_disjoint_and_name_files_apart(photos):
@@ -144,7 +133,7 @@ def test_a_missing_photo_folder_fails_before_the_workers_start(tmp_path):
     for ever: the build must fail at once with the folder's error instead of hanging."""
     import signal
 
-    from tools import structure_fusion_data as fd
+    from detector_factory import structure_fusion_data as fd
 
     def hung(*_):
         raise AssertionError("build hung on a missing photo folder")

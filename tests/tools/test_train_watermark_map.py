@@ -3,23 +3,15 @@ is left out and counted, not allowed to end the run; a stream that yields nothin
 exported map (`--init-onnx`) starts from the same function, keeps its BatchNorm statistics, and says which
 --widths a file of other shapes needs."""
 
-import importlib.util
-import sys
-from pathlib import Path
+import importlib
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("train_watermark_map", REPO / "tools" / "scripts" / "train_watermark_map.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("detector_factory.train_watermark_map")
 
 
 def _render_failing_every_third(job):

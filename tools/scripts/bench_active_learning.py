@@ -4,7 +4,7 @@ Two pools:
 
 * `generated` (default): 22,000 embedding-like vectors (64 dims, 40 clusters of very different sizes,
   one linear concept, 3% label noise), 2,000 of them held out for testing.
-* `structure`: the project's labelled structure-defect generator (tools/structure_data.py, train-split
+* `structure`: the project's labelled structure-defect generator (detector_factory/structure_data.py, train-split
   photos; "has a watermark, logo or text overlay"), with HOG + colour statistics reduced by PCA as the
   features. Stage-2 embeddings would need model weights that tests and benchmarks may not download, and
   these hand-made features turn out to carry little of the task (see docs/benchmarks.md).
@@ -62,7 +62,7 @@ def _features(image) -> np.ndarray:
 
 def _record(args) -> tuple[np.ndarray, int]:
     global _PHOTOS
-    from tools.structure_data import make_record, split_photos
+    from detector_factory.structure_data import make_record, split_photos
 
     index, seed = args
     if _PHOTOS is None:
@@ -85,7 +85,7 @@ def _signal_record(args) -> tuple[np.ndarray, int]:
     from curation.signals.layout import LayoutSignal
     from curation.signals.quality import QualitySignal
     from curation.signals.structure import StructureSignal
-    from tools.structure_data import encode_jpeg, make_record, split_photos
+    from detector_factory.structure_data import encode_jpeg, make_record, split_photos
 
     index, seed = args
     if _PHOTOS is None:

@@ -476,7 +476,7 @@ def write_docs(block: str) -> None:
 
 def ensure_benchmark(workdir: Path, n_per_class: int, seed: int) -> Path:
     from tools import stage1_benchmark as sb
-    from tools import structure_data as sd
+    from detector_factory import structure_data as sd
 
     bench = workdir / "bench"
     digest = sd.generator_digest(sb)
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from plumbing import runs
-    from tools.structure_data import HELDOUT_SUBJECTS
+    from detector_factory.structure_data import HELDOUT_SUBJECTS
 
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write-docs"]
     res = {"command": shlex.join(["python", "tools/scripts/bench_stage1.py", *shown]),

@@ -1,5 +1,5 @@
-"""What the benchmark and training scripts share: describing the machine, logging progress to stderr, and
-the command line that reproduces a result."""
+"""What the benchmark and training scripts share: describing the machine, logging progress to stderr and
+sample photos. The command line that reproduces a result is `plumbing.cli_options.reproducible_args`."""
 
 from __future__ import annotations
 
@@ -43,18 +43,3 @@ def sample_jpegs(n: int, unique: int | None = None) -> list[bytes]:
         out.append(buf.getvalue())
     return [out[i % len(out)] for i in range(n)]
 
-
-def reproducible_args(argv: list[str], side_options: tuple[str, ...] = ("--cache", "--save-torch")) -> str:
-    """The command line minus options that do not change the result (where caches and side outputs go)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a in side_options:
-            skip = True
-            continue
-        if a.startswith(tuple(f"{o}=" for o in side_options)):
-            continue
-        out.append(a)
-    return " ".join(out)

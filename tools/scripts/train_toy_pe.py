@@ -35,7 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.scripts.benchlib import cpu_model, log, reproducible_args  # noqa: E402
+from plumbing.cli_options import reproducible_args
+from tools.scripts.benchlib import cpu_model, log  # noqa: E402
 
 ZH_SHORT_SHAPE = {"circle": "圆", "square": "方", "triangle": "三角"}
 LANGS = ("zh", "en")

@@ -1,15 +1,15 @@
 """Train the structure fusion head (CNN + OCR features -> watermark, logo, text overlay); write weights and card.
 
-    python tools/scripts/train_structure_fusion.py [--data /tmp/structure_fusion] [--n-train 4800]
+    python -m detector_factory.train_structure_fusion [--data /tmp/structure_fusion] [--n-train 4800]
         [--n-val 800] [--workers 2] [--extra-photos /tmp/photos_sel] [--features-cache DIR]
         [--unseen-photos /tmp/photos_unseen [--n-unseen 2400] [--n-unseen-incidental 600]]
 
-The shipped head was trained with `--extra-photos` (tools/scripts/debian_photos.py builds that folder), not with
+The shipped head was trained with `--extra-photos` (detector_factory/debian_photos.py builds that folder), not with
 `--unseen-photos` (samples over photos the watermark map did not learn from; with `watermark_map_v3` and its 173
 "unseen" photos: better calibrated heads, no more marks found at precision 0.9; docs/benchmarks.md, stage 1).
 `watermark_map_v4` learnt from those 173: for it they are not unseen.
 
-1. `tools.structure_fusion_data` renders generated samples (TRAIN photo subjects, seed 20000, 30% made-up
+1. `detector_factory.structure_fusion_data` renders generated samples (TRAIN photo subjects, seed 20000, 30% made-up
    backgrounds; 600 negatives with incidental lettering, seed 30000; held-out subjects, seed 10000, for
    validation) and caches what stage 1 computes on them:
    the shipped CNN's probabilities and the OCR engine's raw lines (resumable, ~0.5 s per image per core).
@@ -40,23 +40,21 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from curation.signals.analysis import decode_for_analysis
+from curation.signals.boosted_trees import BoostedTrees, export_hgb
+from curation.signals.structure import DEFAULT_NAME, HEADS, StructureSignal
+from curation.signals.structure_features import IMAGE_FEATURES, LINE_FEATURES, pool_line_scores
+from curation.signals.structure_fusion import FUSION_NAME, fusion_features, line_head_path
+from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME
+from curation.signals.watermark_map import MAP_SIDE, WatermarkMap
+from detector_factory import structure_data as sd
+from detector_factory import structure_fusion_data as fd
 
-from curation.signals.analysis import decode_for_analysis  # noqa: E402
-from curation.signals.boosted_trees import BoostedTrees, export_hgb  # noqa: E402
-from curation.signals.structure import DEFAULT_NAME, HEADS, StructureSignal  # noqa: E402
-from curation.signals.structure_features import IMAGE_FEATURES, LINE_FEATURES, pool_line_scores  # noqa: E402
-from curation.signals.structure_fusion import FUSION_NAME, fusion_features, line_head_path  # noqa: E402
-from curation.signals.watermark_map import DEFAULT_NAME as MAP_NAME  # noqa: E402
-from curation.signals.watermark_map import MAP_SIDE, WatermarkMap  # noqa: E402
-from tools import structure_data as sd  # noqa: E402
-from tools import structure_fusion_data as fd  # noqa: E402
-
+REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("train_structure_fusion")
 WEIGHTS = REPO / "curation" / "signals" / "weights"
 TRAIN_SEED, VAL_SEED, PROCEDURAL = 20_000, 10_000, 0.3
-INCIDENTAL_SEED = 30_000  # negatives with lettering on things (tools.structure_fusion_data.incidental_text)
+INCIDENTAL_SEED = 30_000  # negatives with lettering on things (detector_factory.structure_fusion_data.incidental_text)
 # Samples over photos the watermark map did not learn from (--unseen-photos): on its own training photos
 # watermark_map_v3 was quiet (median map_max of unmarked samples 0.16), on new photos it fired on texture (0.88
 # on the held-out subjects), so heads trained only on the map's photos trusted it far too much on new ones.
@@ -249,7 +247,7 @@ line lies on a mark. No feature reads what the text says.
 
 ## Data
 
-`tools.structure_fusion_data` over `tools.structure_data` samples, each JPEG-encoded and run through
+`detector_factory.structure_fusion_data` over `detector_factory.structure_data` samples, each JPEG-encoded and run through
 `decode_for_analysis`, `{DEFAULT_NAME}` and the rapidocr engine exactly as stage 1 runs them, labelled by what
 shows at {MAP_SIDE} px (the size the map sees; the CNN's own labels are judged at 256 px):
 train {info['n_train']} samples (train photo subjects{info['extra']}, seed {TRAIN_SEED}, {PROCEDURAL:.0%} made-up
@@ -295,8 +293,8 @@ head retrained on its outputs).
 ## Retrain
 
 ```bash
-python tools/scripts/debian_photos.py --out /tmp/photos_sel   # the 40 extra photos (Debian wallpaper packages)
-python tools/scripts/train_structure_fusion.py --data /tmp/structure_fusion --extra-photos /tmp/photos_sel
+python -m detector_factory.debian_photos --out /tmp/photos_sel   # the 40 extra photos (Debian wallpaper packages)
+python -m detector_factory.train_structure_fusion --data /tmp/structure_fusion --extra-photos /tmp/photos_sel
 ```
 """, encoding="utf-8")
 
@@ -311,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--heads", nargs="+", choices=HEADS, default=list(EXPORTED_HEADS),
                    help="heads to ship; the others keep the CNN's probability")
     p.add_argument("--extra-photos", type=Path, default=None,
-                   help="a folder of more train backgrounds (tools/scripts/debian_photos.py builds one)")
+                   help="a folder of more train backgrounds (detector_factory/debian_photos.py builds one)")
     p.add_argument("--unseen-photos", type=Path, default=None,
                    help="photos the watermark map did not learn from (for watermark_map_v3: debian_photos.py --set unseen): more training "
                         "samples drawn over them alone, so the heads learn what the map does on new photos")
@@ -357,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
                            "a map is quieter than on new ones, and heads that saw only the former trust it too "
                            "much" if n_unseen else ""),
                 "extra": (f" and the {n_extra} photos of `--extra-photos` "
-                          "(the shipped head: `tools/scripts/debian_photos.py`, Debian wallpaper packages)"
+                          "(the shipped head: `detector_factory/debian_photos.py`, Debian wallpaper packages)"
                           if a.extra_photos else "")})
     print(json.dumps({"lines": line_report} | report, indent=1))
 

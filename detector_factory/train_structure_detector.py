@@ -1,10 +1,10 @@
 """Train the structure detector (watermark, logo, text overlay) on generated data; export ONNX and a model card.
 
     pip install torch==2.13.0 onnx   # CPU torch; no torchvision or timm needed
-    python tools/scripts/train_structure_detector.py [--n-train 18000] [--n-val 800] [--budget-min 19]
+    python -m detector_factory.train_structure_detector [--n-train 18000] [--n-val 800] [--budget-min 19]
         [--epochs 10] [--seed 0] [--workers 2] [--threads 2] [--cache /tmp/structure_data]
 
-1. Renders a training set with `tools.structure_data` from the TRAIN photo subjects (plus procedural
+1. Renders a training set with `detector_factory.structure_data` from the TRAIN photo subjects (plus procedural
    backgrounds) and a held-out set from the HELD-OUT subjects and other seeds. Each image goes through a
    JPEG round trip and `decode_for_analysis`, then `curation.signals.structure.to_input`, exactly as
    stage 1 sees it.
@@ -28,14 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from curation.signals.analysis import decode_for_analysis
+from curation.signals.structure import DEFAULT_NAME, HEADS, INPUT_SIZE, StructureSignal, to_input
+from detector_factory import structure_data as sd
+from plumbing.cli_options import reproducible_args
 
-from curation.signals.analysis import decode_for_analysis  # noqa: E402
-from curation.signals.structure import DEFAULT_NAME, HEADS, INPUT_SIZE, StructureSignal, to_input  # noqa: E402
-from tools import structure_data as sd  # noqa: E402
-from tools.scripts.benchlib import reproducible_args  # noqa: E402
-
+REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("train_structure")
 WEIGHTS = REPO / "curation" / "signals" / "weights"
 VAL_SEED_OFFSET = 10_000  # held-out seeds never overlap training seeds
@@ -111,8 +109,8 @@ def build_model(widths=(32, 48, 96, 160)):
     import torch
     from torch import nn
 
-    from tools.structure_nets import LocalContrast
-    from tools.structure_nets import conv_bn_relu as conv
+    from detector_factory.structure_nets import LocalContrast
+    from detector_factory.structure_nets import conv_bn_relu as conv
 
     class StructureNet(nn.Module):
         """RGB + local-contrast luma, patchify stem (4x4, stride 4), three stride-2 stages of 3x3 convs,
@@ -158,7 +156,7 @@ def train(model, data: dict, val: dict, args) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from tools.structure_nets import warmup_cosine
+    from detector_factory.structure_nets import warmup_cosine
 
     torch.manual_seed(args.seed)
     model = model.to(memory_format=torch.channels_last)
@@ -307,7 +305,7 @@ def measure_latency(onnx_path: Path, reps: int = 60) -> dict:
 def export_onnx(model, path: Path, size: int) -> None:
     import torch
 
-    from tools.structure_nets import export_sigmoid_onnx
+    from detector_factory.structure_nets import export_sigmoid_onnx
 
     export_sigmoid_onnx(model, path, torch.rand(1, 3, size, size), "probs",
                         {"image": {0: "batch"}, "probs": {0: "batch"}},
@@ -338,7 +336,7 @@ trains this one itself on data it generates (DESIGN rule 9). Retrain it with the
 
 ## Data
 
-Made by `tools/structure_data.py` (deterministic in the seed), over real photos from `synthetic.sample_corpus.real_photos()`
+Made by `detector_factory/structure_data.py` (deterministic in the seed), over real photos from `synthetic.sample_corpus.real_photos()`
 with random crops, rescales (long side 320-960), flips and colour jitter. In training {a['procedural']:.0%} of the
 backgrounds are made up: 70% dead-leaves collages (shapes cut from the training photos, large to small: new
 layouts and texture boundaries from few photos), 30% gradients, fractal noise and blobs. Phrases are Chinese and English (WenQuanYi Micro Hei for CJK; the
@@ -429,7 +427,7 @@ shared machine; expect less on a quiet one.
 
 ```bash
 python3 -m venv /tmp/sttrain && /tmp/sttrain/bin/pip install torch==2.13.0 onnx onnxruntime -e ".[vision]"
-/tmp/sttrain/bin/python tools/scripts/train_structure_detector.py {info['command_args']}
+/tmp/sttrain/bin/python -m detector_factory.train_structure_detector {info['command_args']}
 ```
 
 Add `--cache DIR` to keep the rendered sets between runs (about 3.5 GB for 18,000 images).

@@ -1,12 +1,12 @@
 """Raw stage-1 outputs on generated structure samples: what the fusion head of the structure signal learns from.
 
-For each sample of `tools.structure_data` (a split's photos, a seed): the JPEG bytes, the shipped CNN
+For each sample of `detector_factory.structure_data` (a split's photos, a seed): the JPEG bytes, the shipped CNN
 detector's three probabilities and the OCR engine's raw lines (quads, text, confidence), both computed on
 `decode_for_analysis` of those bytes at the OCR analysis size, exactly as stage 1 computes them. Saved as
 one pickle per chunk so that the features (`curation.signals.structure_fusion`) can be redesigned and the
 head retrained without running OCR again (OCR is ~0.3-1 s per image on one core).
 
-    python -m tools.structure_fusion_data --out /tmp/fusion --split train --n 2400 --seed 20000 --workers 2
+    python -m detector_factory.structure_fusion_data --out /tmp/fusion --split train --n 2400 --seed 20000 --workers 2
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools import structure_data as sd
+from detector_factory import structure_data as sd
 
 log = logging.getLogger(__name__)
 CHUNK = 200
@@ -143,13 +143,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", choices=sd.SPLITS, required=True,
-                   help="unseen: over the photos of --extra-photos alone (see tools.structure_data.split_photos)")
+                   help="unseen: over the photos of --extra-photos alone (see detector_factory.structure_data.split_photos)")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--procedural", type=float, default=0.0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--kind", choices=["mixed", "incidental"], default="mixed",
-                   help="mixed: tools.structure_data's draw; incidental: negatives with lettering on things")
+                   help="mixed: detector_factory.structure_data's draw; incidental: negatives with lettering on things")
     p.add_argument("--extra-photos", type=Path, default=None, help="a folder of more train backgrounds")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

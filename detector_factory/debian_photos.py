@@ -14,11 +14,11 @@ Needs `apt-get` and `dpkg` (run `apt-get update` first).
   over photos the map did not learn, which taught the heads nothing that found more marks); for v4 they are
   not unseen.
 
-    python tools/scripts/debian_photos.py --out /tmp/photos_sel
-    python tools/scripts/debian_photos.py --set unseen --out /tmp/photos_unseen
+    python -m detector_factory.debian_photos --out /tmp/photos_sel
+    python -m detector_factory.debian_photos --set unseen --out /tmp/photos_unseen
     # the map: both folders in one (WATERMARK_MAP_CARD.md); the heads: the wallpapers
-    python tools/scripts/train_watermark_map.py --extra-photos /tmp/photos_map ...
-    python tools/scripts/train_structure_fusion.py --extra-photos /tmp/photos_sel ...
+    python -m detector_factory.train_watermark_map --extra-photos /tmp/photos_map ...
+    python -m detector_factory.train_structure_fusion --extra-photos /tmp/photos_sel ...
 """
 
 from __future__ import annotations

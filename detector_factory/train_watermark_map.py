@@ -1,9 +1,9 @@
 """Train the watermark map (where semi-transparent marks are, per 8x8 cell) on generated data; export ONNX and a card.
 
-    python tools/scripts/train_watermark_map.py [--n-train 5000] [--n-val 400] [--budget-min 30]
+    python -m detector_factory.train_watermark_map [--n-train 5000] [--n-val 400] [--budget-min 30]
         [--seed 0] [--workers 2] [--threads 2] [--cache /tmp/watermark_map] [--device cuda --stream]
 
-1. Renders samples with `tools.structure_data` (train photo subjects, procedural backgrounds) where half
+1. Renders samples with `detector_factory.structure_data` (train photo subjects, procedural backgrounds) where half
    carry a watermark of one of its five kinds (maybe with scene text, a logo or an overlay beside it) and
    the rest are the generator's usual mix, plus incidental lettering on things in some. Each sample keeps
    the pixels its watermark changed, judged and drawn at MAP_SIDE, the size the net sees. Every image
@@ -32,14 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from curation.signals.analysis import decode_for_analysis
+from curation.signals.watermark_map import CELL, DEFAULT_NAME, MAP_SIDE, WatermarkMap, to_map_input
+from detector_factory import structure_data as sd
+from plumbing.cli_options import reproducible_args
 
-from curation.signals.analysis import decode_for_analysis  # noqa: E402
-from curation.signals.watermark_map import CELL, DEFAULT_NAME, MAP_SIDE, WatermarkMap, to_map_input  # noqa: E402
-from tools import structure_data as sd  # noqa: E402
-from tools.scripts.benchlib import reproducible_args  # noqa: E402
-
+REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("train_watermark_map")
 WEIGHTS = REPO / "curation" / "signals" / "weights"
 VAL_SEED_OFFSET = 10_000  # held-out seeds never overlap training seeds
@@ -49,7 +47,7 @@ WATERMARK_SHARE = 0.5  # samples forced to carry a watermark; the rest follow th
 COMBO_SHARE = 0.3  # of those, with a second kind of another group beside the mark
 INCIDENTAL_SHARE = 0.3  # samples that also get lettering on things (a negative for the map)
 INCIDENTAL_WORDS = (1, 11)
-CLUTTER_SHARE = 0.35  # samples whose photo first gets thin structures or fine texture (tools.clutter)
+CLUTTER_SHARE = 0.35  # samples whose photo first gets thin structures or fine texture (detector_factory.clutter)
 
 
 # ---------------------------------------------------------------- data
@@ -89,8 +87,8 @@ def cell_cover(mask: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
 
 
 def _render(job: tuple[int, int, float, bool]) -> dict:
-    from tools.clutter import cluttered
-    from tools.structure_fusion_data import incidental_text
+    from detector_factory.clutter import cluttered
+    from detector_factory.structure_fusion_data import incidental_text
 
     index, seed, procedural, train = job
     extra = np.random.default_rng([seed, index, 12])
@@ -115,7 +113,7 @@ def _render(job: tuple[int, int, float, bool]) -> dict:
 
 def render_set(split: str, n: int, seed: int, procedural: float, workers: int, cache: Path | None,
                extra_photos: Path | None = None) -> list[dict]:
-    from tools import clutter, structure_fusion_data
+    from detector_factory import clutter, structure_fusion_data
 
     extra = sd.extra_photos_tag(extra_photos)
     digest = sd.generator_digest(clutter, structure_fusion_data)  # both draw on the samples (clutter, lettering)
@@ -206,8 +204,8 @@ def build_model(widths=(24, 48, 96, 128)):
     import torch
     from torch import nn
 
-    from tools.structure_nets import LocalContrast
-    from tools.structure_nets import conv_bn_relu as conv
+    from detector_factory.structure_nets import LocalContrast
+    from detector_factory.structure_nets import conv_bn_relu as conv
 
     class WatermarkMapNet(nn.Module):
         """RGB + local-contrast luma; an encoder halving four times (the last stage dilated for context)
@@ -320,7 +318,7 @@ def train(model, rows: list[dict], val: list[dict], args) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from tools.structure_nets import warmup_cosine
+    from detector_factory.structure_nets import warmup_cosine
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -371,7 +369,7 @@ def train(model, rows: list[dict], val: list[dict], args) -> dict:
 def export_onnx(model, path: Path) -> None:
     import torch
 
-    from tools.structure_nets import export_sigmoid_onnx
+    from detector_factory.structure_nets import export_sigmoid_onnx
 
     export_sigmoid_onnx(model, path, torch.rand(1, 3, 384, 512), "map",
                         {"image": {0: "batch", 2: "height", 3: "width"}, "map": {0: "batch", 2: "cells_y", 3: "cells_x"}},
@@ -419,13 +417,13 @@ pixels; this net sees {MAP_SIDE} px and is taught per cell, from every stroke of
 
 ## Data
 
-`tools.structure_data` over the train photo subjects{f" and the photos of `{a['extra_photos']}` (the shipped map: `tools/scripts/debian_photos.py`)" if a.get('extra_photos') else ""} ({a['procedural']:.0%} made-up backgrounds), seed {a['seed']},
+`detector_factory.structure_data` over the train photo subjects{f" and the photos of `{a['extra_photos']}` (the shipped map: `detector_factory/debian_photos.py`)" if a.get('extra_photos') else ""} ({a['procedural']:.0%} made-up backgrounds), seed {a['seed']},
 {info['n_train_rendered']} samples: {WATERMARK_SHARE:.0%} carry a watermark (centred, diagonal, tiled, corner, emblem; {COMBO_SHARE:.0%} of
 those with scene text, a logo or an overlay beside it), the rest follow the generator's usual draw (clean,
 scene text, logos, overlays, bars). Negatives the bundled photos lack: {CLUTTER_SHARE:.0%} of the photos first get
-*clutter* (`tools/clutter.py`: bundles of thin lines like spokes, fences and shelf edges, metal glints, a patch
+*clutter* (`detector_factory/clutter.py`: bundles of thin lines like spokes, fences and shelf edges, metal glints, a patch
 of small shaded stones, regular man-made texture: perforated metal, wire mesh, tiles and brick), {INCIDENTAL_SHARE:.0%} of the samples get incidental lettering on things
-({INCIDENTAL_WORDS[0]}-{INCIDENTAL_WORDS[1] - 1} opaque words warped onto surfaces, `tools.structure_fusion_data.incidental_text`). A
+({INCIDENTAL_WORDS[0]}-{INCIDENTAL_WORDS[1] - 1} opaque words warped onto surfaces, `detector_factory.structure_fusion_data.incidental_text`). A
 first map trained without clutter (and with lettering on 15%) marked the garage, the motorcycle's engine and
 spokes, and gravel in held-out photos of the stage-1 calibration set (`bench_stage1 --seed 77`) as strongly as
 real marks; with thin lines and stones but no regular texture, it still marked the perforated uprights of the
@@ -606,7 +604,7 @@ def main(argv: list[str] | None = None) -> None:
         "size_mb": onnx_path.stat().st_size / 1e6,
         "training": training, "heldout": heldout, "heldout_before": heldout_before,
         "latency_ms": measure_latency(onnx_path),
-        "command": "python tools/scripts/train_watermark_map.py " + reproducible_args(argv or sys.argv[1:]),
+        "command": "python -m detector_factory.train_watermark_map " + reproducible_args(argv or sys.argv[1:]),
     }
     write_card(args.out / "WATERMARK_MAP_CARD.md", info)
     info_path = args.info or (args.cache or Path("/tmp")) / "watermark_map_info.json"

@@ -12,7 +12,7 @@ the photo with perspective, lighting, texture and blur, plus skimage's real phot
 carry `scene_text=1` and must not be called `text_overlay`. Photo subjects are split into train and
 held-out sets so a benchmark never sees a training photo. Everything is a function of the seed.
 
-    python -m tools.structure_data --out DIR --n 600 --seed 1000 --split heldout
+    python -m detector_factory.structure_data --out DIR --n 600 --seed 1000 --split heldout
 """
 
 from __future__ import annotations
@@ -969,7 +969,7 @@ def split_photos(split: str,
 
 
 def generator_digest(*modules) -> str:
-    """A hash of this generator's source (and of `modules` that draw on top of it, e.g. tools.clutter): part of
+    """A hash of this generator's source (and of `modules` that draw on top of it, e.g. detector_factory.clutter): part of
     every cache name of rendered or scored samples, so a changed generator (a font fix) renders afresh
     instead of reusing samples it no longer draws."""
     files = [Path(__file__)] + [Path(m.__file__) for m in modules]
