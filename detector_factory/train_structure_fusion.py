@@ -33,7 +33,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -279,7 +278,7 @@ folds grouped by image; AUC {info['lines']['auc_out_of_fold']:.3f}). Validation 
 
 `watermark` and `text_overlay` ship fused; `logo` keeps the CNN's value: no benchmark measures logos, and a
 first head trained without the incidental negatives dropped 11 of 40 scene-text photos of the stage-1
-calibration benchmark (`python tools/scripts/bench_stage1.py --skip-throughput --seed 77`, 1024x768 held-out
+calibration benchmark (`python -m benchmarks.bench_stage1 --skip-throughput --seed 77`, 1024x768 held-out
 photos) as watermark or logo (the CNN alone: 4): those photos carry lettering on things that the generator's
 clean photos lacked, and the head had learnt "text that is not an overlay is a mark". Thresholds of the rules
 that read these columns are chosen on that calibration set (docs/benchmarks.md, stage 1).

@@ -77,7 +77,7 @@ class Rewriter:
     def load(cls, folder: str | Path, device: str = "cpu") -> "Rewriter":
         if not is_pe_folder(folder):
             raise FileNotFoundError(f"{folder} is not a PE folder (no {META}); give a folder that "
-                                    "training/pe/sft.py or dpo.py wrote (e.g. tools/scripts/train_toy_pe.py)")
+                                    "training/pe/sft.py or dpo.py wrote (e.g. benchmarks/train_toy_pe.py)")
         model, tok, meta = load_lm(folder, merge=True)
         return cls(model.to(device), tok, meta["template"], meta.get("max_new_tokens", 96), meta.get("guard", "repair"))
 

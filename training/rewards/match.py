@@ -153,7 +153,7 @@ class MatchReward(Reward):
         if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
             raise RewardLoadError(
                 f"reward {self.name}: {folder} is not a match model folder (config.json + model.safetensors); "
-                "train one (tools/scripts/train_toy_rlhf.py trains the toy reward, train_toy_text_rlhf.py the "
+                "train one (benchmarks/train_toy_rlhf.py trains the toy reward, train_toy_text_rlhf.py the "
                 "text-rendering proxy; training/rewards/match.py fit_match + save_match in general) and give its "
                 f"folder as objective.feedback.rewards.{self.name}.path")
         self.net = self.freeze(load_match(folder))

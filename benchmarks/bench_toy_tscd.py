@@ -11,8 +11,8 @@
    Also judged: the teacher itself in 8, 4, 2, 1 Euler steps (what distillation adds). Speed-up end to end
    (prompt to decoded image): best of 5 for one image and for a batch of 12, teacher and students taking turns.
 
-    .venv/bin/python tools/scripts/train_toy.py --out runs/toy_base --minutes 25 --batch 16 --lr 1e-3
-    .venv/bin/python tools/scripts/bench_toy_tscd.py --base runs/toy_base/run/pipeline --out runs/toy_tscd --minutes 20
+    .venv/bin/python -m benchmarks.train_toy --out runs/toy_base --minutes 25 --batch 16 --lr 1e-3
+    .venv/bin/python -m benchmarks.bench_toy_tscd --base runs/toy_base/run/pipeline --out runs/toy_tscd --minutes 20
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 PHASES = (8, 4, 2, 1)
 

@@ -10,8 +10,8 @@ for its head width (the trainer's `run.attention`); SD3 runs as diffusers ships 
 plus one eager row with our kernel so the kernel's share of the gap is visible. Rows are appended to --out
 (JSON lines) as they finish, so a run cut short still leaves what it measured.
 
-    .venv/bin/python tools/scripts/bench_train_gpu.py --out rows.jsonl          # on a GPU: the issue's setting
-    .venv/bin/python tools/scripts/bench_train_gpu.py --cpu-smoke               # tiny shapes, checks the script
+    .venv/bin/python -m benchmarks.bench_train_gpu --out rows.jsonl          # on a GPU: the issue's setting
+    .venv/bin/python -m benchmarks.bench_train_gpu --cpu-smoke               # tiny shapes, checks the script
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import argparse
 import gc
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 SD3_MEDIUM = dict(sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=24, attention_head_dim=64,
                   num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536,

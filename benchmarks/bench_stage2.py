@@ -1,6 +1,6 @@
 """Stage-2 dedup and clustering at scale, side by side in one run on this machine.
 
-    python tools/scripts/bench_stage2.py [--hashes 1000000] [--baseline-hashes 20000] [--rows 1000000]
+    python -m benchmarks.bench_stage2 [--hashes 1000000] [--baseline-hashes 20000] [--rows 1000000]
                                          [--dim 512] [--levels 1000 100 10] [--sample 100000] [--cores 2]
                                          [--skip a b c e] [--json FILE]
 
@@ -26,15 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 
 class PeakRSS:

@@ -1,6 +1,6 @@
 """OCR accuracy and latency on rendered Chinese, English and mixed text lines.
 
-    python tools/scripts/bench_ocr.py [--det-max-side 960 736 ...] [--font-px 24 64] [--use-cls]
+    python -m benchmarks.bench_ocr [--det-max-side 960 736 ...] [--font-px 24 64] [--use-cls]
                                       [--images-per-lang 14] [--seed 0] [--threads 1] [--keep DIR] [--json OUT]
 
 The set is deterministic (seeded): 1024x768 JPEGs (q90), each with 3-5 lines of one language group
@@ -30,23 +30,19 @@ import os
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shlex  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import unicodedata  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import io
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+import unicodedata
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 SIZE = (1024, 768)
 FONT_PX = (24, 64)
@@ -325,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--show-misses", type=int, default=10, help="print this many misread lines per config")
     args = p.parse_args(argv)
 
-    command = "python tools/scripts/bench_ocr.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "python -m benchmarks.bench_ocr " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     items = build_set(args.images_per_lang, args.seed, tuple(args.font_px))
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)

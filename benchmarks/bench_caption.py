@@ -1,6 +1,6 @@
 """Stage-3 plumbing throughput: the served captioner against a fixed-latency server, and export.
 
-    python tools/scripts/bench_caption.py [--latency 0.05] [--seconds 2] [--export-n 400] [--write-docs]
+    python -m benchmarks.bench_caption [--latency 0.05] [--seconds 2] [--export-n 400] [--write-docs]
 
 * Served: `tests/fixtures/fake_openai_server.py` runs in its own process on loopback and answers every request
   after `--latency` s. `ServedCaptioner` (one style, one language: one request per image, 96x64 JPEG)
@@ -28,11 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.benchlib import cpu_model, log
 
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- bench:caption -->", "<!-- /bench:caption -->"
 
 
@@ -127,7 +125,7 @@ def _plain_loop(workdir: Path, cfg) -> float:
 def write_docs(res: dict, cmd: str) -> None:
     s = res["served"]
     e = res["export"]
-    lines = [START, "## Stage 3: served captioner and export (`tools/scripts/bench_caption.py`)", "",
+    lines = [START, "## Stage 3: served captioner and export (`benchmarks/bench_caption.py`)", "",
              f"`{cmd}` on {res['machine']}, {res['cores']} CPUs shared with other work (load average "
              f"{res['load_avg_1m_at_start']} at the start), {res['date']}. Absolute rates depend on that load; "
              "ratios measured in the same run are the figures to compare.", "",
@@ -169,7 +167,7 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))
     if a.write_docs:
-        write_docs(res, "python " + " ".join(["tools/scripts/bench_caption.py"] + sys.argv[1:]))
+        write_docs(res, "python " + " ".join(["benchmarks/bench_caption.py"] + sys.argv[1:]))
 
 
 if __name__ == "__main__":

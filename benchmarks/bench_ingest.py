@@ -1,6 +1,6 @@
 """Ingest throughput: Sluice's Spark ingest against a plain Python loop doing the same per-record work.
 
-    python tools/scripts/bench_ingest.py [--n 2000] [--reps 3] [--workdir /tmp/bench_ingest] [--cores 1 2]
+    python -m benchmarks.bench_ingest [--n 2000] [--reps 3] [--workdir /tmp/bench_ingest] [--cores 1 2]
                                          [--copies 1] [--conf spark.KEY=VALUE ...] [--json FILE] [--write-docs]
 
 One run measures, on one folder of JPEGs (1024x768, q90, a zh or en `.txt` caption beside each):
@@ -45,26 +45,22 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "N
 for _v in _THREAD_VARS:
     os.environ[_v] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import shlex  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-from benchlib import cpu_model, log  # noqa: E402  (sibling module of the scripts)
+from benchmarks.benchlib import cpu_model, log
 
-REPO = Path(__file__).resolve().parents[2]
-try:
-    import curation  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:
-    sys.path.append(str(REPO))
+REPO = Path(__file__).resolve().parents[1]
 
 DOCS = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- bench_ingest:start -->", "<!-- bench_ingest:end -->"
@@ -107,7 +103,7 @@ def _code_digest() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    files = [*(REPO / "curation").rglob("*.py"), *(REPO / "schemas").rglob("*.py"), *(REPO / "tools").glob("*.py")]
+    files = [*(REPO / "curation").rglob("*.py"), *(REPO / "schemas").rglob("*.py"), *(REPO / "plumbing").rglob("*.py")]
     for f in sorted(files):
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
@@ -370,7 +366,7 @@ def spark_child(args) -> dict:
 
 
 def run_spark(args, n_cores: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_spark-child", "--cores", str(n_cores),
+    cmd = [sys.executable, "-m", "benchmarks.bench_ingest", "--_spark-child", "--cores", str(n_cores),
            "--n", str(args.n), "--copies", str(args.copies), "--reps", str(args.reps), "--workdir", str(args.workdir)]
     for kv in args.conf:
         cmd += ["--conf", kv]
@@ -555,7 +551,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(spark_child(args)))
         return
 
-    command = "python tools/scripts/bench_ingest.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.bench_ingest " + shlex.join(sys.argv[1:] if argv is None else argv)
     args.workdir = work = args.workdir.expanduser().absolute()
     work.mkdir(parents=True, exist_ok=True)
     from plumbing.runs import code_version

@@ -20,8 +20,8 @@ LLM (synthetic/toy_shapes.py build_tiny_llm) whose features of unseen phrasings 
    CNN checks colour+shape against u's. Reported per language, for held-out and training prompts. The guard is
    checked on quoted prompts the rewriter never saw.
 
-    .venv/bin/python tools/scripts/train_toy.py --out /tmp/toybase --minutes 25 --batch 16 --lr 1e-3 --soft-share 0.3
-    .venv/bin/python tools/scripts/train_toy_pe.py --base /tmp/toybase/run/pipeline --out runs/toy_pe
+    .venv/bin/python -m benchmarks.train_toy --out /tmp/toybase --minutes 25 --batch 16 --lr 1e-3 --soft-share 0.3
+    .venv/bin/python -m benchmarks.train_toy_pe --base /tmp/toybase/run/pipeline --out runs/toy_pe
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from plumbing.cli_options import reproducible_args
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 ZH_SHORT_SHAPE = {"circle": "圆", "square": "方", "triangle": "三角"}
 LANGS = ("zh", "en")
@@ -127,7 +125,7 @@ def train_reward(folder: Path, n: int, epochs: int, seed: int) -> dict:
     save_match(net, folder, {"name": "toy prompt-image match (every phrasing)", "metrics": metrics,
                              "summary": "P(the toy image shows the colour and shape the prompt names), any form",
                              "data": f"{n} toy shapes, captions in 8 phrasings, half with colour or shape changed",
-                             "made_by": "tools/scripts/train_toy_pe.py"})
+                             "made_by": "benchmarks/train_toy_pe.py"})
     return metrics
 
 
@@ -327,7 +325,8 @@ def main() -> None:
         sys.exit(f"{a.base} is no pipeline folder; train the base first:\n  {__doc__.strip().splitlines()[-2].strip()}")
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
-    result = {"cpu": cpu_model(), "threads": a.threads, "command": reproducible_args(sys.argv), "timings": {}}
+    command = "python -m benchmarks.train_toy_pe " + reproducible_args(sys.argv[1:])
+    result = {"cpu": cpu_model(), "threads": a.threads, "command": command, "timings": {}}
     t = time.time()
     net = train_judge()
     result["reward"] = train_reward(a.out / "reward", a.reward_n, a.reward_epochs, a.reward_seed)

@@ -6,20 +6,17 @@
 3. Sample every colour x shape prompt in zh and in en with the EMA weights, and let a small CNN, trained on the
    same synthetic data, name colour and shape. Pass: both right for >= 80% of prompts in each language.
 
-    .venv/bin/python tools/scripts/train_toy.py --out runs/toy --minutes 30
+    .venv/bin/python -m benchmarks.train_toy --out runs/toy --minutes 30
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 
 def config(out: Path, steps: int, batch: int, lr: float) -> dict:

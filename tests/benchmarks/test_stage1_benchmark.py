@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tools import stage1_benchmark as sb
+from benchmarks import stage1_benchmark as sb
 from detector_factory.structure_data import HELDOUT_SUBJECTS, KIND_LABELS, split_photos
 
 N_PER_CLASS = 1  # one image per class keeps the test fast; kinds rotate inside a class

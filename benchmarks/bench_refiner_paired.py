@@ -5,22 +5,19 @@ sampler seeds, so the means equal the run's table), then reports per input kind 
 bootstrap 95% interval of each mean (2,000 resamples of the images), and the share of images the refiner wins.
 Writes refiner_<world>_paired.json into the run folder.
 
-    .venv/bin/python tools/scripts/bench_refiner_paired.py --run runs/bench_refiner_photos --world photos
+    .venv/bin/python -m benchmarks.bench_refiner_paired --run runs/bench_refiner_photos --world photos
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, required=True, help="a bench_refiner.py --out folder")
+    ap.add_argument("--run", type=Path, required=True, help="a benchmarks.bench_refiner --out folder")
     ap.add_argument("--world", choices=("toy", "photos"), required=True)
     a = ap.parse_args()
 
@@ -28,7 +25,7 @@ def main() -> None:
     import torch
     from skimage.metrics import structural_similarity
 
-    import bench_refiner as bench
+    from benchmarks import bench_refiner as bench
     from training.data.degrade import upsample
     from training.refiner import Refiner
 

@@ -1,7 +1,7 @@
 """Stage-2 embedding cost per image on CPU: decode alone (baseline), descriptor-v1, and a ViT-B-32-sized
 open_clip tower (random weights: the cost of the architecture, which real weights share).
 
-    .venv/bin/python tools/scripts/bench_embed.py [--n 64] [--threads 1] [--no-vit]
+    .venv/bin/python -m benchmarks.bench_embed [--n 64] [--threads 1] [--no-vit]
 
 Prints a markdown table of images/s and the ratio of each to the decode baseline measured in the same run.
 """
@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log, sample_jpegs  # noqa: E402
+from benchmarks.benchlib import cpu_model, log, sample_jpegs
 
 
 def _best(fn, repeats: int = 3) -> float:

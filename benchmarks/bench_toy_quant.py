@@ -18,7 +18,7 @@ machine load falls on all; wall time and the process's CPU time, which waiting f
 inflate), as ratios to fp32 measured in this run. The QAT model is also judged unquantized
 (`qat_fp32`: what the fine-tuning itself changed). Pass (issue 22): int8 within 2 points of fp32 per language.
 
-    .venv/bin/python tools/scripts/bench_toy_quant.py --base runs/toy_base/run/pipeline --out runs/toy_quant
+    .venv/bin/python -m benchmarks.bench_toy_quant --base runs/toy_base/run/pipeline --out runs/toy_quant
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.bench_toy_tscd import psnr_to, reference_images  # noqa: E402
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.bench_toy_tscd import psnr_to, reference_images
+from benchmarks.benchlib import cpu_model, log
 
 VARIANTS = {  # name -> QuantConfig fields
     "torchao_int8_weight": {"dit": "int8_weight", "text": "int8_weight"},
@@ -100,7 +98,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     if not (a.base / "pipeline.json").is_file():
-        sys.exit(f"{a.base} is no pipeline folder; train the base first (tools/scripts/train_toy.py)")
+        sys.exit(f"{a.base} is no pipeline folder; train the base first (benchmarks/train_toy.py)")
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
     net = train_judge()

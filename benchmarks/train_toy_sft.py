@@ -15,8 +15,8 @@ caption that names them, so it draws either at random.
 5. Judge rounds 1 and 2 as in 1, under each label. Pass (issue 20): with the positive label the soft light in
    >= 90% of samples, with the negative label in <= 20%, colour+shape right in >= 80% per language.
 
-    .venv/bin/python tools/scripts/train_toy.py --out runs/toy_base --minutes 25 --batch 16 --lr 1e-3 --soft-share 0.3
-    .venv/bin/python tools/scripts/train_toy_sft.py --base runs/toy_base/run/pipeline --out runs/toy_sft --minutes 30
+    .venv/bin/python -m benchmarks.train_toy --out runs/toy_base --minutes 25 --batch 16 --lr 1e-3 --soft-share 0.3
+    .venv/bin/python -m benchmarks.train_toy_sft --base runs/toy_base/run/pipeline --out runs/toy_sft --minutes 30
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 LABELS = {"soft": {"en": "soft light", "zh": "柔光"}, "flat": {"en": "flat light", "zh": "平光"}}
 PAIRS = [{"positive": ["soft light", "柔光"], "negative": ["flat light", "平光"]}]

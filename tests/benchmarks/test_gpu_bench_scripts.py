@@ -15,8 +15,8 @@ pytest.importorskip("diffusers")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(script: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "scripts" / script), "--cpu-smoke", *args],
+def _run(module: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", module, "--cpu-smoke", *args],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -24,7 +24,7 @@ def _run(script: str, *args: str) -> str:
 
 def test_bench_train_gpu_smoke_writes_every_row_and_the_profile(tmp_path):
     out = tmp_path / "rows.jsonl"
-    table = _run("bench_train_gpu.py", "--profile", "--skip-extras", "--out", str(out))
+    table = _run("benchmarks.bench_train_gpu", "--profile", "--skip-extras", "--out", str(out))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     steps = [r for r in rows if r["kind"] == "step"]
     assert [(r["model"], r["compiled"]) for r in steps] == [("sd3", False), ("ours", False), ("ours", True),
@@ -37,7 +37,7 @@ def test_bench_train_gpu_smoke_writes_every_row_and_the_profile(tmp_path):
 
 def test_bench_embed_gpu_smoke_reports_each_rate_against_the_model(tmp_path):
     out = tmp_path / "embed.json"
-    table = _run("bench_embed_gpu.py", "--out", str(out))
+    table = _run("benchmarks.bench_embed_gpu", "--out", str(out))
     rows = json.loads(out.read_text())
     for name in ("model_only_img_s", "end_to_end_pil_img_s", "end_to_end_gpu_decode_img_s"):
         assert isinstance(rows[name], float) and rows[name] > 0, rows[name]

@@ -18,10 +18,10 @@ annotation.probe.train, logistic regression) with answers from ground truth; Lab
 annotator are left out, as they do not change which samples are chosen. All strategies share the same
 random first 100 labels per seed, then add 100 per round.
 
-    .venv/bin/python tools/scripts/bench_active_learning.py --pool generated --n 22000 --test 2000 --seeds 3
-    .venv/bin/python tools/scripts/bench_active_learning.py --pool structure --n 3000 --seeds 3
-    .venv/bin/python tools/scripts/bench_active_learning.py --pool signals --n 3000 --seeds 5
-    .venv/bin/python tools/scripts/bench_active_learning.py --pool signals --n 3000 --seeds 3 --model gboost
+    .venv/bin/python -m benchmarks.bench_active_learning --pool generated --n 22000 --test 2000 --seeds 3
+    .venv/bin/python -m benchmarks.bench_active_learning --pool structure --n 3000 --seeds 3
+    .venv/bin/python -m benchmarks.bench_active_learning --pool signals --n 3000 --seeds 5
+    .venv/bin/python -m benchmarks.bench_active_learning --pool signals --n 3000 --seeds 3 --model gboost
 
 Prints a markdown table of held-out accuracy per budget and the budget at which each strategy first
 reaches the accuracy random selection has with the largest budget.
@@ -32,17 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from annotation.probe import train  # noqa: E402
-from annotation.selection import select  # noqa: E402
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from annotation.probe import train
+from annotation.selection import select
+from benchmarks.benchlib import cpu_model, log
 
 # margin ranks exactly like entropy for two classes, so it is left out of the binary task
 STRATEGIES = ("random", "entropy", "kcenter", "kmeans", "hybrid")

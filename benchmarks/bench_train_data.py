@@ -6,7 +6,7 @@ without the shuffle buffer, and with 2 worker processes, taking turns over a few
 are the figures to read; the workers' gain is bounded by the free cores. It also times
 restoring a saved position (re-reading the keys held in the shuffle buffer and the bucket buffers).
 
-    .venv/bin/python tools/scripts/bench_train_data.py --n 600 --size 768 --batches 15 --rounds 3
+    .venv/bin/python -m benchmarks.bench_train_data --n 600 --size 768 --batches 15 --rounds 3
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 
 def write_export(folder: Path, n: int, size: int) -> list[str]:

@@ -15,7 +15,7 @@
    The same judging of the model before training (the base with its gates at zero, which ignores the source)
    is reported as the baseline.
 
-    .venv/bin/python tools/scripts/train_toy_edit.py --base runs/toy_base/run/pipeline --out runs/toy_edit --minutes 25
+    .venv/bin/python -m benchmarks.train_toy_edit --base runs/toy_base/run/pipeline --out runs/toy_edit --minutes 25
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 
 def config(base: Path, export: Path, out: Path, a) -> dict:
@@ -139,7 +137,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     if not (a.base / "pipeline.json").is_file():
-        sys.exit(f"{a.base} is no pipeline folder; train the base first (tools/scripts/train_toy.py)")
+        sys.exit(f"{a.base} is no pipeline folder; train the base first (benchmarks/train_toy.py)")
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
     export = a.out / "edits"

@@ -20,8 +20,8 @@
    1000-step base neither way beat the control: the flow loss on the renders alone taught the words (OCR exact
    4% -> 85% zh, 15% -> 81% en in 725 steps), ReFL reached 15-29%, DPO 0% (docs/benchmarks.md, RLHF).
 
-    .venv/bin/python tools/scripts/train_toy_text_rlhf.py --base runs/toy_1000/run/pipeline --out runs/toy_text_refl --minutes 18 --method refl --seeds 12 --lr 1e-3
-    .venv/bin/python tools/scripts/train_toy_text_rlhf.py --base runs/toy_1000/run/pipeline --out runs/toy_text_ctrl --minutes 18 --method control --max-steps 725 --seeds 12 --lr 1e-3
+    .venv/bin/python -m benchmarks.train_toy_text_rlhf --base runs/toy_1000/run/pipeline --out runs/toy_text_refl --minutes 18 --method refl --seeds 12 --lr 1e-3
+    .venv/bin/python -m benchmarks.train_toy_text_rlhf --base runs/toy_1000/run/pipeline --out runs/toy_text_ctrl --minutes 18 --method control --max-steps 725 --seeds 12 --lr 1e-3
 """
 
 from __future__ import annotations
@@ -33,9 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 def prompt(word: str, lang: str) -> str:
     return f"写着“{word}”的图片" if lang == "zh" else f'the word "{word}"'  # the toy's word captions
@@ -60,7 +58,7 @@ def fit_text_proxy(folder: Path, pipe, ocr, renders: int = 3000, gen_seeds: int 
     guess's (tried on base_1000: MAE 0.24 against 0.31, and 0.71 with 12 seeds once; repeated 5 times, 0.20)."""
     import torch
 
-    from tools.toy_shapes import WORDS, draw_word
+    from synthetic.toy_shapes import WORDS, draw_word
     from training.rewards.base import to_pixels
     from training.rewards.match import MatchNet, fit_match, save_match
     from training.rewards.ocr import char_match
@@ -97,7 +95,7 @@ def fit_text_proxy(folder: Path, pipe, ocr, renders: int = 3000, gen_seeds: int 
                "pearson_vs_ocr": float(corr), "ocr_mean": float(held_scores.mean()), "proxy_mean": float(pred.mean())}
     save_match(net, folder, {
         "name": "toy text-rendering proxy (OCR stand-in)", "metrics": metrics,
-        "made_by": "tools/scripts/train_toy_text_rlhf.py --method refl",
+        "made_by": "benchmarks/train_toy_text_rlhf.py --method refl",
         "summary": "P(the 32x32 image shows the prompt's quoted word), fitted to rapidocr's character match.",
         "data": f"{renders} clean renders of the toy words with their own or another word's text (target: the "
                 f"known character match) + {gen_seeds} seeds of the base's samples of every prompt, read by rapidocr "
@@ -123,7 +121,7 @@ def judge(pipe, ocr, seeds: int, save: Path | None = None) -> dict:
     import numpy as np
     from PIL import Image
 
-    from tools.toy_shapes import WORDS
+    from synthetic.toy_shapes import WORDS
 
     from training.rewards.score import score_images
 
@@ -146,7 +144,7 @@ def judge(pipe, ocr, seeds: int, save: Path | None = None) -> dict:
 def generate(pipe, folder: Path, seeds: int, round_: int) -> None:
     import shutil
 
-    from tools.toy_shapes import WORDS
+    from synthetic.toy_shapes import WORDS
     from training.data.preference import write_generated
 
     if folder.exists():
@@ -187,7 +185,7 @@ def main() -> None:
 
     import torch
 
-    from tools.toy_shapes import WORDS, make_samples, write_shards
+    from synthetic.toy_shapes import WORDS, make_samples, write_shards
     from training.config import TrainConfig
     from training.data.preference import build_ranked_pairs
     from training.engine.loop import Trainer

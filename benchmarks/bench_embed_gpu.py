@@ -8,8 +8,8 @@ What the issue's check (d) would run in Spark, measured in pieces on the same ma
 Each end-to-end rate is reported as a share of the model-only rate measured in the same run (goal: >= 60%).
 The JPEGs are made from scikit-learn's two sample photos, cropped at random places.
 
-    python3 tools/scripts/bench_embed_gpu.py --out rows.jsonl     # on a GPU machine
-    .venv/bin/python tools/scripts/bench_embed_gpu.py --cpu-smoke  # a tiny tower on CPU: checks the script
+    python -m benchmarks.bench_embed_gpu --out rows.jsonl     # on a GPU machine
+    .venv/bin/python -m benchmarks.bench_embed_gpu --cpu-smoke  # a tiny tower on CPU: checks the script
 """
 
 from __future__ import annotations
@@ -18,14 +18,11 @@ import argparse
 import io
 import json
 import os
-import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log, sample_jpegs  # noqa: E402
+from benchmarks.benchlib import cpu_model, log, sample_jpegs
 
 SIDE = 224
 MEAN, STD = (0.4815, 0.4578, 0.4082), (0.2686, 0.2613, 0.2758)  # CLIP's normalisation

@@ -1,6 +1,6 @@
 """Downsampling at scale: time and peak memory on 1M and 10M synthetic rows, Spark local mode.
 
-    python tools/scripts/bench_downsample.py [--rows 1000000 10000000] [--cores 2] [--driver-memory 2g]
+    python -m benchmarks.bench_downsample [--rows 1000000 10000000] [--cores 2] [--driver-memory 2g]
                                              [--workdir /tmp/bench_downsample] [--json FILE] [--write-docs]
 
 Per size, in one Spark session (`local[--cores]`):
@@ -30,11 +30,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.benchlib import cpu_model, log
 
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:downsample -->", "<!-- /bench:downsample -->"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -193,7 +191,7 @@ def main() -> None:
     ratios = _ratios(results)
     machine = f"{cpu_model()}, {os.cpu_count()} CPUs visible, local[{args.cores}], driver {args.driver_memory}, " \
               f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.1f}"
-    cmd = "python tools/scripts/bench_downsample.py " + " ".join(sys.argv[1:])
+    cmd = "python -m benchmarks.bench_downsample " + " ".join(sys.argv[1:])
     text = (f"## Downsampling (issue 5)\n\n`{cmd}`\n\nMachine: {machine}.\n\n{_table(results)}\n\n"
             + "\n".join(f"- {k}: **{v}**" for k, v in ratios.items()) + "\n")
     print(text)

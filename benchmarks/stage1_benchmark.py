@@ -1,6 +1,6 @@
 """A labelled stage-1 benchmark: an image folder of 1024x768 JPEGs with known defects, from held-out photos.
 
-    python -m tools.stage1_benchmark --out DIR [--n-per-class 40] [--seed 1234]
+    python -m benchmarks.stage1_benchmark --out DIR [--n-per-class 40] [--seed 1234]
 
 Writes `DIR/images/<class>/<kind>-<nnnn>.jpg` and `DIR/labels.jsonl`, one line per image:
 `{"key": "<class>/<kind>-<nnnn>.jpg", "defects": [rule names], "kind": ..., "class": ..., "subject": ...}`.

@@ -1,9 +1,9 @@
 """Stage-1 benchmark: throughput per core against a decode-only baseline and CleanVision, and accuracy.
 
-    python tools/scripts/bench_stage1.py [--workdir /tmp/bench_stage1] [--n-per-class 40] [--seed 1234]
+    python -m benchmarks.bench_stage1 [--workdir /tmp/bench_stage1] [--n-per-class 40] [--seed 1234]
         [--reps 3] [--n-full 48] [--skip-pipeline] [--json FILE] [--write-docs]
 
-Images: the labelled benchmark of `tools.stage1_benchmark` (1024x768 JPEGs from held-out photos; classes
+Images: the labelled benchmark of `benchmarks.stage1_benchmark` (1024x768 JPEGs from held-out photos; classes
 clean, blurry, bad_exposure, low_information, border, watermark, text_overlay, scene text), built once in
 `--workdir` and reused while its seed and size match.
 
@@ -43,24 +43,20 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "N
 for _v in _THREAD_VARS:  # before numpy, cv2 or onnxruntime load
     os.environ[_v] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import shlex  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from benchlib import cpu_model, log  # noqa: E402  (sibling module of the scripts)
+from benchmarks.benchlib import cpu_model, log
 
-REPO = Path(__file__).resolve().parents[2]
-try:
-    import curation  # noqa: F401  (installed with `pip install -e .`)
-except ImportError:
-    sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]
 
 DOCS = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- bench_stage1:start -->", "<!-- bench_stage1:end -->"
@@ -190,7 +186,7 @@ def child(args) -> None:
 
 
 def run_child(mode: str, files_path: Path, images: Path, cpu: int, all_files: bool, flags_out: Path | None) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--files", str(files_path),
+    cmd = [sys.executable, "-m", "benchmarks.bench_stage1", "--child", mode, "--files", str(files_path),
            "--images", str(images), "--cpu", str(cpu)]
     if all_files:
         cmd.append("--all-files")
@@ -207,7 +203,7 @@ def run_child(mode: str, files_path: Path, images: Path, cpu: int, all_files: bo
 
 def throughput(bench: Path, reps: int, n_full: int, workdir: Path) -> dict:
     images = bench / "images"
-    from tools.stage1_benchmark import read_labels
+    from benchmarks.stage1_benchmark import read_labels
 
     keys = [lb["key"] for lb in read_labels(bench / "labels.jsonl")]
     all_files = [str(images / k) for k in keys]
@@ -296,7 +292,7 @@ def cleanvision_rows(flags_path: Path, labels):
 
 def accuracy(bench: Path, run_dir: Path, flags_path: Path | None) -> dict:
     from curation.calibrate import calibrate
-    from tools import stage1_benchmark as sb
+    from benchmarks import stage1_benchmark as sb
 
     labels_path = bench / "labels.jsonl"
     rows = sb.labelled_rows(run_dir / "stage1", labels_path)
@@ -335,7 +331,7 @@ def markdown(res: dict) -> str:
              f"{' / '.join(f'{x:.2f}' for x in m['loadavg_start'])}; Python {m['python']}, Pillow {m['PIL']}, "
              f"OpenCV {m['cv2']}, onnxruntime {m['onnxruntime']}, rapidocr {m['rapidocr']}, "
              f"CleanVision {m['cleanvision']}.", "",
-             f"Images: `python -m tools.stage1_benchmark --out DIR --n-per-class {res['n_per_class']} --seed "
+             f"Images: `python -m benchmarks.stage1_benchmark --out DIR --n-per-class {res['n_per_class']} --seed "
              f"{res['seed']}`: {res['n_images']} JPEGs of 1024x768 from the held-out photo subjects only "
              f"({', '.join(res['heldout_subjects'])}; the page photo `text`), 8 classes of "
              f"{res['n_per_class']}: clean, blurry (gaussian, motion), bad_exposure (dark, overexposed), "
@@ -451,13 +447,13 @@ def markdown(res: dict) -> str:
 INTRO = """## Stage 1
 
 What it measures: on one labelled set of 1024x768 JPEGs made from held-out photos
-(`python -m tools.stage1_benchmark`), (1) throughput per core of stage 1's pixel signals without OCR and
+(`python -m benchmarks.stage1_benchmark`), (1) throughput per core of stage 1's pixel signals without OCR and
 the structure detector, of the full stage 1, of a decode-only baseline and of CleanVision's comparable
 checks, each in a fresh single-threaded process pinned to one CPU, reps interleaved; (2) precision and
 recall of each stage-1 rule after a real `sluice curate run`, the share of scene text (signs, posters,
 pages) dropped as `text_overlay`, and CleanVision's precision and recall with its issues mapped to our
 rules. Goals: stage 1 without OCR >= **0.6x** the decode-only rate and >= **2x** CleanVision's, per core;
-precision and recall >= **0.9** per rule. Details: `python tools/scripts/bench_stage1.py --help`.
+precision and recall >= **0.9** per rule. Details: `python -m benchmarks.bench_stage1 --help`.
 """
 
 
@@ -475,7 +471,7 @@ def write_docs(block: str) -> None:
 
 
 def ensure_benchmark(workdir: Path, n_per_class: int, seed: int) -> Path:
-    from tools import stage1_benchmark as sb
+    from benchmarks import stage1_benchmark as sb
     from detector_factory import structure_data as sd
 
     bench = workdir / "bench"
@@ -528,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
     from detector_factory.structure_data import HELDOUT_SUBJECTS
 
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write-docs"]
-    res = {"command": shlex.join(["python", "tools/scripts/bench_stage1.py", *shown]),
+    res = {"command": shlex.join(["python", "benchmarks/bench_stage1.py", *shown]),
            "date": time.strftime("%Y-%m-%d"), "code_version": runs.code_version(), "machine": machine(),
            "n_per_class": args.n_per_class, "seed": args.seed, "reps": args.reps,
            "heldout_subjects": list(HELDOUT_SUBJECTS)}

@@ -14,7 +14,7 @@
    the same measure on real toy shapes. Pass (issue 21): accuracy +15 points or more in each language, diversity
    not collapsed (at least half the base's).
 
-    .venv/bin/python tools/scripts/train_toy_rlhf.py --base runs/toy_under/run/pipeline --out runs/toy_rlhf --minutes 20
+    .venv/bin/python -m benchmarks.train_toy_rlhf --base runs/toy_under/run/pipeline --out runs/toy_rlhf --minutes 20
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 
 def config(base: Path, out: Path, real: Path, reward: Path, a) -> dict:
@@ -83,7 +81,7 @@ def train_reward(folder: Path, n: int, epochs: int) -> dict:
     fit_match(net, *match_data(n, seed=777), epochs=epochs, lr=3e-3, batch=32, noise=0.15)
     held = evaluate(net, *match_data(600, seed=778))
     save_match(net, folder, {
-        "name": "toy prompt-image match (sluice toy world)", "metrics": held, "made_by": "tools/scripts/train_toy_rlhf.py",
+        "name": "toy prompt-image match (sluice toy world)", "metrics": held, "made_by": "benchmarks/train_toy_rlhf.py",
         "summary": "P(the 32x32 toy image shows the colour and shape the zh or en prompt names).",
         "data": f"{n} fresh toy shapes (seed 777; 30% soft light): half with their own caption, half with the colour "
                 "or the shape changed (hard negatives); gaussian pixel noise 0.15 in training",

@@ -2,7 +2,7 @@
 
 1. Data as export shards: clean HR crops, each with the stage-1 measures curation/signals/quality.py computes
    (`sharpness` as q_sharpness, `flat_frac` as q_flat_frac), measured on the crop at its own size (stage 1
-   itself measures whole images at 512 px). --world toy: toy shapes (tools/toy_shapes.py) drawn at --hr px;
+   itself measures whole images at 512 px). --world toy: toy shapes (synthetic/toy_shapes.py) drawn at --hr px;
    --world photos: crops of scikit-image's and scikit-learn's photos, at full size and halved, some photos held
    out (HELD_OUT) for judging only.
 2. Stage 1: the refiner (the `toy` DiT preset with patch --patch and position-only RoPE, from scratch, pixel
@@ -17,9 +17,9 @@
    the HR crop: PSNR and SSIM (RGB, 0-255) and the sharpness ratio (stage 1's variance of the Laplacian of
    Gaussian of the output over that of the HR crop: 1 is the original's detail, bicubic is below 1).
 
-    .venv/bin/python tools/scripts/bench_refiner.py --world photos --out runs/bench_refiner_photos --minutes 20 \
+    .venv/bin/python -m benchmarks.bench_refiner --world photos --out runs/bench_refiner_photos --minutes 20 \
         --lr 1e-3 --t-min-frac 1 --n 4400 --held-out 192 --threads 1    # docs/benchmarks.md, "Refiner"
-    .venv/bin/python tools/scripts/bench_refiner_paired.py --run runs/bench_refiner_photos --world photos
+    .venv/bin/python -m benchmarks.bench_refiner_paired --run runs/bench_refiner_photos --world photos
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.scripts.benchlib import cpu_model, log  # noqa: E402
+from benchmarks.benchlib import cpu_model, log
 
 # scikit-image photos (and scikit-learn's) by name; the held-out ones are never trained on
 TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle",
@@ -94,7 +92,7 @@ def photo_crops(names, hr: int, per_photo: int, salt: str) -> list[tuple]:
 
 
 def toy_images(n: int, hr: int, seed: int) -> list[tuple]:
-    from tools.toy_shapes import make_samples
+    from synthetic.toy_shapes import make_samples
 
     samples = make_samples(n, hr, seed=seed)
     for im, meta in samples:
@@ -106,7 +104,7 @@ def shipped_degrade() -> dict:
     """The degradations of training/configs/refiner.yaml, so the benchmark trains on what ships."""
     import yaml
 
-    path = Path(__file__).resolve().parents[2] / "training" / "configs" / "refiner.yaml"
+    path = Path(__file__).resolve().parents[1] / "training" / "configs" / "refiner.yaml"
     return yaml.safe_load(path.read_text())["objective"]["refiner"]["degrade"]
 
 
@@ -251,7 +249,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from tools.toy_shapes import build_tiny_llm, toy_corpus, write_shards
+    from synthetic.toy_shapes import build_tiny_llm, toy_corpus, write_shards
 
     torch.set_num_threads(a.threads)
     began = time.time()
