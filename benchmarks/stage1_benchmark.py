@@ -99,9 +99,10 @@ def _scene_page(image: Image.Image, rng: np.random.Generator, page: Image.Image)
     `structure_data.scene_page` also returns the bare page half the time; that one is 448x172 pixels and
     would have to be enlarged 2-6 times to fill 1024x768, which makes a blurry image, not a scene.
     """
-    from detector_factory import structure_data as sd
+    from detector_factory.backgrounds import photo_variant
+    from detector_factory.scene_text import _place_in_scene
 
-    return sd._place_in_scene(image, sd.photo_variant(page.convert("RGB"), rng).convert("RGBA"), rng, (0.35, 0.8))
+    return _place_in_scene(image, photo_variant(page.convert("RGB"), rng).convert("RGBA"), rng, (0.35, 0.8))
 
 
 def render(photo: Image.Image, kind: str, rng: np.random.Generator, page: Image.Image) -> Image.Image:

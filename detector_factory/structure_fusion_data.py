@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detector_factory import drawing, phrases, scene_text
 from detector_factory import structure_data as sd
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,12 @@ def incidental_text(image, rng: np.random.Generator, words: tuple[int, int] = (1
     """Lettering that is part of the photographed things (a brand on a tank, labels on a shelf, a name on a
     hull): small opaque words warped onto surfaces, lit and blurred with the photo. Real photos are full of
     it, the generator's clean photos are not; without it a head learns "text that is no overlay is a mark"."""
-    pool = sd.LOGO_WORDS + sd.SIGNS + sd.POSTERS
+    pool = phrases.LOGO_WORDS + phrases.SIGNS + phrases.POSTERS
     for _ in range(int(rng.integers(*words))):
-        word = sd._phrase(pool, rng)
-        colour = sd._text_colour(rng) if rng.random() < 0.6 else sd._vivid(rng)
-        layer = sd._text_image(word, sd._font_path(word, rng, bold=rng.random() < 0.6), 64, sd._rgba(colour))
-        image = sd._place_in_scene(image, sd._texture(layer, rng), rng, (0.04, 0.2))
+        word = drawing._phrase(pool, rng)
+        colour = drawing._text_colour(rng) if rng.random() < 0.6 else drawing._vivid(rng)
+        layer = drawing._text_image(word, drawing._font_path(word, rng, bold=rng.random() < 0.6), 64, drawing._rgba(colour))
+        image = scene_text._place_in_scene(image, scene_text._texture(layer, rng), rng, (0.04, 0.2))
     return image
 
 
