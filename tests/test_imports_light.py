@@ -9,7 +9,7 @@ PROBE = f"""
 import sys
 import schemas, schemas.spark, schemas.jsonschema, sluice, sluice.cli, plumbing, plumbing.config, plumbing.runs, plumbing.inspect
 import curation, curation.cli, curation.spark, curation.pipeline, curation.signals, curation.io.readers
-import curation.jobs.ingest, curation.report.funnel, annotation, training
+import curation.jobs.ingest, curation.report.funnel, annotation, training, synthetic, detector_factory
 heavy = [m for m in {HEAVY!r} if m in sys.modules]
 print(",".join(heavy))
 """

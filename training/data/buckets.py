@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from schemas.shards import LOSE_MEMBER, SOURCE_MEMBER
 from training.data.shards import Sample, iter_shard, read_keys, split_shards
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def choose_caption(meta: dict, styles: dict[str, float], langs: dict[str, float]
 
 
 # Second images a sample may carry -> the batch keys of their pixels and of the rows that have one.
-EXTRA_IMAGES = {"lose.jpg": ("pixels_lose", "has_lose"), "src.jpg": ("pixels_src", "has_src")}
+EXTRA_IMAGES = {LOSE_MEMBER: ("pixels_lose", "has_lose"), SOURCE_MEMBER: ("pixels_src", "has_src")}
 
 
 def aesthetic_text(meta: dict, lang: str) -> str:

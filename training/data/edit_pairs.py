@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from schemas.shards import EDIT_JSON_KEY, IMAGE_MEMBER, META_MEMBER, SOURCE_MEMBER, member_name
+
 log = logging.getLogger(__name__)
 
 
@@ -135,15 +137,16 @@ def _write(kept: list, rows: list[dict], out: Path, width: int, height: int, sha
         meta = {"id": key, "key": key, "source": "edit_pairs", "uri": f"edit-spec:{spec['line']}", "width": width,
                 "height": height, "aspect_bucket": bucket, "captions": caps,
                 "styles": sorted(f"short_{l}" for l in ("zh", "en") if caps["short"][l]), "signals": {}, "tags": [],
-                "cluster_path": [], "edit": {"prompt": spec["prompt"], "edit_prompt": spec["edit_prompt"],
+                "cluster_path": [], EDIT_JSON_KEY: {"prompt": spec["prompt"], "edit_prompt": spec["edit_prompt"],
                                              **{k: row[k] for k in ("direction", "similarity") if k in row}}}
         items.append((key, meta, _jpeg(tgt), _jpeg(src)))
     items.sort(key=lambda it: it[0])
     for n in range(0, len(items), shard_size):
         with tarfile.open(out / "shards" / bucket / f"edits-{n // shard_size:06d}.tar", "w") as tar:
             for key, meta, tgt, src in items[n:n + shard_size]:
-                for ext, data in (("jpg", tgt), ("src.jpg", src), ("json", json.dumps(meta, ensure_ascii=False).encode())):
-                    info = tarfile.TarInfo(f"{key}.{ext}")
+                meta_bytes = json.dumps(meta, ensure_ascii=False).encode()
+                for member, data in ((IMAGE_MEMBER, tgt), (SOURCE_MEMBER, src), (META_MEMBER, meta_bytes)):
+                    info = tarfile.TarInfo(member_name(key, member))
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
     with open(out / "pairs.jsonl", "w", encoding="utf-8") as f:

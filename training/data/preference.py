@@ -25,6 +25,8 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
+from schemas.shards import IMAGE_MEMBER, LOSE_MEMBER, META_MEMBER, PAIR_JSON_KEY, member_name
+
 log = logging.getLogger(__name__)
 
 GENERATED = "generated.jsonl"
@@ -253,7 +255,7 @@ def _build(folder: Path, out: Path, shard_size: int, make_pairs) -> dict:
         meta = {"id": key, "key": key, "source": "preference", "uri": str(folder / win["file"]), "width": width,
                 "height": height, "aspect_bucket": f"{width}x{height}", "captions": caps,
                 "styles": sorted(f"{s}_{lang}" for s in caps if caps[s][lang]), "signals": {}, "tags": [],
-                "cluster_path": [], "pair": {"win": win["id"], "lose": lose["id"]}}
+                "cluster_path": [], PAIR_JSON_KEY: {"win": win["id"], "lose": lose["id"]}}
         members.append((meta, jpgs[win["id"]], jpgs[lose["id"]]))
     shards = _write_shards(members, out, shard_size)
     rows = bad_lines + unreadable + outcomes
@@ -285,9 +287,9 @@ def _write_shards(members: list[tuple[dict, bytes, bytes]], out: Path, shard_siz
             path = out / "shards" / bucket / f"pairs-{s // shard_size:06d}.tar"
             with tarfile.open(path, "w") as tar:
                 for meta, w_jpg, l_jpg in items[s:s + shard_size]:
-                    parts = (("jpg", w_jpg), ("lose.jpg", l_jpg), ("json", json.dumps(meta, ensure_ascii=False).encode()))
-                    for ext, data in parts:
-                        info = tarfile.TarInfo(f"{meta['key']}.{ext}")
+                    meta_bytes = json.dumps(meta, ensure_ascii=False).encode()
+                    for member, data in ((IMAGE_MEMBER, w_jpg), (LOSE_MEMBER, l_jpg), (META_MEMBER, meta_bytes)):
+                        info = tarfile.TarInfo(member_name(meta["key"], member))
                         info.size = len(data)
                         tar.addfile(info, io.BytesIO(data))
             paths.append(path)

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.shards import IMAGE_MEMBER, LOSE_MEMBER, META_MEMBER, SOURCE_MEMBER, split_member
+
 log = logging.getLogger(__name__)
 
 
@@ -31,11 +33,11 @@ class Sample:
 
     @property
     def lose_jpg(self) -> bytes | None:
-        return self.extra.get("lose.jpg")
+        return self.extra.get(LOSE_MEMBER)
 
     @property
     def src_jpg(self) -> bytes | None:
-        return self.extra.get("src.jpg")
+        return self.extra.get(SOURCE_MEMBER)
 
 
 def list_shards(spec: str | Path) -> list[str]:
@@ -90,7 +92,7 @@ def iter_shard(path: str, skip: int = 0, keys: set[str] | None = None) -> Iterat
             for member in tar:
                 if not member.isfile():
                     continue
-                key, _, ext = member.name.rpartition("/")[2].partition(".")
+                key, ext = split_member(member.name.rpartition("/")[2])
                 if key != cur_key:
                     item = flush()
                     if item:
@@ -106,15 +108,16 @@ def iter_shard(path: str, skip: int = 0, keys: set[str] | None = None) -> Iterat
 
 
 def _sample(key: str, parts: dict, shard: str) -> Sample | None:
-    if "jpg" not in parts or "json" not in parts:
+    if IMAGE_MEMBER not in parts or META_MEMBER not in parts:
         log.warning("sample %s in %s lacks its jpg or json member; skipped", key, shard)
         return None
     try:
-        meta = json.loads(parts["json"].decode("utf-8"))
+        meta = json.loads(parts[META_MEMBER].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         log.warning("sample %s in %s has unreadable json (%s); skipped", key, shard, e)
         return None
-    return Sample(key, parts["jpg"], meta, shard, {k: v for k, v in parts.items() if k not in ("jpg", "json")})
+    extra = {k: v for k, v in parts.items() if k not in (IMAGE_MEMBER, META_MEMBER)}
+    return Sample(key, parts[IMAGE_MEMBER], meta, shard, extra)
 
 
 def read_keys(shard: str, keys: set[str]) -> dict[str, Sample]:

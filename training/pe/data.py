@@ -51,12 +51,13 @@ def read_pairs(path: str | Path, keys: tuple[str, ...] = SFT_KEYS) -> list[dict]
 
 def _export_json(export: Path):
     """The json member of every sample of an export (the images are not read)."""
+    from schemas.shards import META_MEMBER, split_member
     from training.data.shards import list_shards
 
     for shard in list_shards(export):
         with tarfile.open(shard, "r") as tar:
             for m in tar:
-                if m.isfile() and m.name.endswith(".json") and "." not in m.name.rpartition("/")[2][:-5]:
+                if m.isfile() and split_member(m.name.rpartition("/")[2])[1] == META_MEMBER:
                     yield json.loads(tar.extractfile(m).read().decode("utf-8"))
 
 
