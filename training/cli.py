@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from plumbing.cli_options import ConfigOpt, SetOpt, VerboseOpt
+from training.cli_images import read_images, save_images
 from training.refiner_cli import RefinerOpt, TextureOpt, TextureScaleOpt, load_refiner
 from training.refiner_cli import refine as refine_command  # typer only, like this module
 from training.pe.cli import app as pe_app  # typer only, like this module
@@ -156,31 +157,21 @@ def edit(image: Annotated[list[Path], typer.Option("--image", "-i", help="an ima
     from plumbing.deps import require
 
     torch = require("torch", "train")
-    from PIL import Image, UnidentifiedImageError
-
     from training.pipeline import Pipeline
 
     if len(instruction) not in (1, len(image)):
         _fail(ValueError(f"{len(instruction)} instructions for {len(image)} images; give one, or one per image"))
     try:
-        sources = [Image.open(p).convert("RGB") for p in image]
-    except (OSError, UnidentifiedImageError) as e:
-        _fail(ValueError(f"cannot read an input image: {e}"))
+        sources = read_images(image)
+    except ValueError as e:
+        _fail(e)
     texts = list(instruction) * len(image) if len(instruction) == 1 else list(instruction)
     try:
         pipe = Pipeline.load(model, device or ("cuda" if torch.cuda.is_available() else "cpu"))
         edited = [pipe.edit([src], [text], steps, cfg_scale, seed)[0] for src, text in zip(sources, texts)]
     except (FileNotFoundError, ValueError) as e:
         _fail(e)
-    if len(edited) == 1 and out.suffix:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        edited[0].save(out)
-        typer.echo(f"edited image in {out}")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    for path, im in zip(image, edited):
-        im.save(out / f"{path.stem}.edited.png")
-    typer.echo(f"{len(edited)} edited images in {out}")
+    typer.echo(save_images(edited, image, out, "edited"))
 
 
 @app.command("edit-pairs")

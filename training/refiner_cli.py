@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from training.cli_images import read_images, save_images
+
 RefinerOpt = Annotated[Optional[Path], typer.Option(
     "--refiner", help="a refiner pipeline folder (training/configs/refiner.yaml): the images go on to its scale (2x)")]
 TextureOpt = Annotated[Optional[Path], typer.Option(
@@ -16,22 +18,9 @@ TextureScaleOpt = Annotated[float, typer.Option(
 
 
 def _fail(e: Exception):
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2)
+    from plumbing.cli_options import fail
 
-
-def read_images(paths: list[Path]) -> list:
-    """RGB PIL images, or ValueError naming the file that cannot be read and what to give instead."""
-    from PIL import Image, UnidentifiedImageError
-
-    images = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                images.append(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as e:  # truncated, not an image, missing
-            raise ValueError(f"cannot read input image {p} ({e}); give a readable PNG or JPEG file") from None
-    return images
+    fail(e)
 
 
 def load_refiner(folder: Path, device: str, texture: Path | None, texture_scale: float):
@@ -66,12 +55,4 @@ def refine(image: Annotated[list[Path], typer.Option("--image", "-i", help="an i
         refined = refiner.refine(images, texts, steps, strength, seed)
     except (FileNotFoundError, ValueError) as e:
         _fail(e)
-    if len(refined) == 1 and out.suffix:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        refined[0].save(out)
-        typer.echo(f"refined image ({refined[0].width}x{refined[0].height}) in {out}")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    for path, im in zip(image, refined):
-        im.save(out / f"{path.stem}.refined.png")
-    typer.echo(f"{len(refined)} refined images in {out}")
+    typer.echo(save_images(refined, image, out, "refined"))

@@ -178,7 +178,7 @@ def test_an_edit_stage_trains_the_source_path_and_edits_through_the_pipeline_and
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     res = runner.invoke(app, ["edit", "-m", str(folder), "-i", str(bad), "-t", "x", "-o", str(tmp_path / "o.png")])
-    assert res.exit_code == 2 and "cannot read an input image" in res.output
+    assert res.exit_code == 2 and f"cannot read input image {bad}" in res.output and "PNG or JPEG" in res.output
     res = runner.invoke(app, ["edit", "-m", str(stage_config["model"]["init_from"]), "-i", str(src_path), "-t", "x",
                               "-o", str(tmp_path / "o.png"), "--steps", "1"])
     assert res.exit_code == 2 and "not an edit model" in res.output
