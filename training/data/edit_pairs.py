@@ -32,18 +32,14 @@ log = logging.getLogger(__name__)
 
 def read_edit_specs(path: Path) -> tuple[list[dict], list[dict]]:
     """(specs with their line number, outcome rows of unusable lines)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; give a JSONL of edit specs, one per line: "
-                                '{"prompt": ..., "edit_prompt": ..., "instruction": {"en": ..., "zh": ...}}')
+    from training.data.jsonl import jsonl_lines
+
     specs, bad = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            spec = json.loads(line)
-        except json.JSONDecodeError as e:
-            bad.append({"line": n, "outcome": "bad_spec", "reason": f"not JSON ({e.msg})"})
+    hint = ('give a JSONL of edit specs, one per line: '
+            '{"prompt": ..., "edit_prompt": ..., "instruction": {"en": ..., "zh": ...}}')
+    for n, spec, error in jsonl_lines(path, hint):
+        if error:
+            bad.append({"line": n, "outcome": "bad_spec", "reason": error})
             continue
         ok = isinstance(spec, dict) and all(isinstance(spec.get(k), str) and spec[k] for k in ("prompt", "edit_prompt"))
         ins = spec.get("instruction") if isinstance(spec, dict) else None

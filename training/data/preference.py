@@ -63,19 +63,12 @@ def write_generated(folder: Path, images: list, prompts: list[str], aesthetics: 
 def read_generated(folder: Path) -> tuple[list[dict], list[dict]]:
     """(records, outcomes of unusable lines): a line that is not a record of the contract is not dropped
     silently, it becomes an outcome row with the reason."""
-    path = Path(folder) / GENERATED
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; give the folder `sluice generate --out DIR` wrote "
-                                f"(images + {GENERATED})")
+    from training.data.jsonl import jsonl_lines
+
     records, bad = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            missing = [k for k in FIELDS if k not in rec] if isinstance(rec, dict) else list(FIELDS)
-        except json.JSONDecodeError as e:
-            rec, missing = None, [f"not JSON ({e.msg})"]
+    hint = f"give the folder `sluice generate --out DIR` wrote (images + {GENERATED})"
+    for n, rec, error in jsonl_lines(Path(folder) / GENERATED, hint):
+        missing = [error] if error else [k for k in FIELDS if k not in rec] if isinstance(rec, dict) else list(FIELDS)
         if missing:
             bad.append({"id": (rec or {}).get("id") if isinstance(rec, dict) else None, "line": n,
                         "outcome": "bad_record", "reason": f"missing or bad fields: {missing}"})

@@ -31,17 +31,14 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
 
 def read_pairs(path: str | Path, keys: tuple[str, ...] = SFT_KEYS) -> list[dict]:
     """Rows of a pairs JSONL, each checked to hold non-empty strings under `keys`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; give a JSONL of pairs with {', '.join(keys)} on each line")
+    from training.data.jsonl import jsonl_lines
+
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} line {n} is not JSON ({e.msg}); each line is one object") from None
+    for n, row, error in jsonl_lines(path, f"give a JSONL of pairs with {', '.join(keys)} on each line"):
+        if error:
+            raise ValueError(f"{path} line {n} is {error}; each line is one object")
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} line {n} is not an object; each line needs {', '.join(keys)}")
         bad = [k for k in keys if not isinstance(row.get(k), str) or not row[k].strip()]
         if bad:
             raise ValueError(f"{path} line {n} lacks a non-empty string {bad}; each line needs {', '.join(keys)}")
