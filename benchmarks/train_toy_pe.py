@@ -142,33 +142,6 @@ def export_pairs(rows: list[dict], folder: Path) -> None:
     write_shards(samples, folder, shard_size=50)
 
 
-def build_rewriter_lm(out: Path, corpus: list[str], hidden: int, layers: int = 2, seed: int = 0) -> Path:
-    """A random-init Qwen3 causal LM + a byte-level BPE trained on `corpus`, saved to `out` (not a trained LLM).
-
-    Unlike build_tiny_llm's tokenizer, every CJK character is its own pre-token: BPE trained on thirty captions
-    otherwise merges each whole Chinese caption into one token, and a rewriter cannot compose "蓝" + "圆" into a
-    caption it must emit as one opaque token (real LLM tokenizers split Chinese into characters or words)."""
-    import torch
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
-
-    tk = Tokenizer(models.BPE(unk_token=None))  # no normaliser: text, quoted text above all, round-trips exactly
-    tk.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=500, special_tokens=["<pad>", "<eos>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>")
-    torch.manual_seed(seed)
-    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4, max_position_embeddings=128,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    Qwen3ForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return Path(out)
-
-
 def judge_prompts(pipe, net, rows: list[dict], prompts: list[str], seeds: list[int]) -> list[float]:
     """Share of seeds whose image the judge sees as the colour and shape of each row's u."""
     from synthetic.toy_shapes import judge
@@ -207,7 +180,7 @@ def rewrite_all(folder: Path, rows: list[dict]) -> tuple[list[str], dict]:
 
 def sft_stage(a, rows: list[dict], propose, scorer, result: dict):
     """SFT pairs both ways, then SFT of a fresh tiny rewriter: (PEConfig, SFT PE folder, the reward's pairs)."""
-    from synthetic.toy_shapes import caption, toy_corpus
+    from synthetic.toy_shapes import build_tiny_llm, caption, toy_corpus
     from training.pe.candidates import improve_pairs
     from training.pe.config import PEConfig
     from training.pe.data import pairs_from_export, write_jsonl
@@ -230,7 +203,9 @@ def sft_stage(a, rows: list[dict], propose, scorer, result: dict):
     write_jsonl(a.out / "sft_pairs.jsonl", pairs)
     # the rewriter: a random tiny Qwen3 with a tokenizer trained on the toy words (nothing downloaded)
     corpus = toy_corpus() + [r["u"] for r in train] + [p["rewrite"] for p in pairs] + ["Rephrase:"]
-    llm = build_rewriter_lm(a.out / "rewriter_init", corpus, hidden=a.hidden)
+    # split_cjk: the rewriter must compose and emit Chinese captions character by character
+    llm = build_tiny_llm(a.out / "rewriter_init", corpus, hidden=a.hidden, split_cjk=True, vocab_size=500,
+                         max_positions=128)
     cfg = PEConfig(model=str(llm), max_new_tokens=24,
                    sft={"steps": a.sft_steps, "batch_size": 16, "lr": a.sft_lr, "weight_decay": 0.01, "log_every": 20},
                    dpo={"steps": a.dpo_steps, "batch_size": 16, "lr": a.dpo_lr, "beta": a.beta, "rpo": a.rpo,

@@ -200,23 +200,34 @@ def toy_corpus() -> list[str]:
     return caps + [f"写着“{w}”的图片" for w in WORDS] + [f'the word "{w}"' for w in WORDS]
 
 
-def build_tiny_llm(out: Path, corpus: list[str] | None = None, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    """A random-init Qwen3 decoder + a byte-level BPE trained on `corpus`, saved to `out` (not a trained LLM)."""
+def build_tiny_llm(out: Path, corpus: list[str] | None = None, hidden: int = 64, layers: int = 2, seed: int = 0,
+                   split_cjk: bool = False, vocab_size: int = 400, max_positions: int = 256) -> Path:
+    """A random-init Qwen3 decoder + a byte-level BPE trained on `corpus`, saved to `out` (not a trained LLM).
+
+    split_cjk: every CJK character is its own pre-token and no NFKC normaliser runs, so text round-trips exactly.
+    BPE trained on a few dozen captions otherwise merges each whole Chinese caption into one token; a model that
+    must compose or emit captions (the prompt rewriter) needs characters, as real LLM tokenizers give. The
+    default keeps the encoder the toy bases were trained with."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
     tk = Tokenizer(models.BPE(unk_token=None))
-    tk.normalizer = normalizers.NFKC()
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if split_cjk:
+        tk.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]"), behavior="isolated"), byte_level])
+    else:
+        tk.normalizer = normalizers.NFKC()
+        tk.pre_tokenizer = byte_level
     tk.decoder = decoders.ByteLevel()
     tk.train_from_iterator(corpus or toy_corpus(), trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        vocab_size=vocab_size, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>")
     torch.manual_seed(seed)
     cfg = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4, max_position_embeddings=256,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4,
+                      max_position_embeddings=max_positions, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     Qwen3ForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return Path(out)
