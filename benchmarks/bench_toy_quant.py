@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 from benchmarks.bench_toy_tscd import psnr_to, reference_images
-from benchmarks.benchlib import cpu_model, log
+from benchmarks.benchlib import cpu_model, log, require_base
 
 VARIANTS = {  # name -> QuantConfig fields
     "torchao_int8_weight": {"dit": "int8_weight", "text": "int8_weight"},
@@ -97,8 +96,7 @@ def main() -> None:
     from training.quantize import part_bytes
 
     torch.set_num_threads(a.threads)
-    if not (a.base / "pipeline.json").is_file():
-        sys.exit(f"{a.base} is no pipeline folder; train the base first (benchmarks/train_toy.py)")
+    require_base(a.base, "python -m benchmarks.train_toy --out runs/toy")
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
     net = train_judge()

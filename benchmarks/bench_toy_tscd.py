@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.benchlib import cpu_model, log
+from benchmarks.benchlib import cpu_model, log, require_base
 
 PHASES = (8, 4, 2, 1)
 
@@ -155,8 +154,7 @@ def main() -> None:
     from training.pipeline import Pipeline
 
     torch.set_num_threads(a.threads)
-    if not (a.base / "pipeline.json").is_file():
-        sys.exit(f"{a.base} is no pipeline folder; train the base first:\n  {__doc__.strip().splitlines()[-2].strip()}")
+    require_base(a.base, __doc__.strip().splitlines()[-2].strip())
     export = a.export or a.base.parents[1] / "export"
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()

@@ -11,6 +11,13 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def require_base(folder: Path, how: str, what: str = "the base") -> None:
+    """End the script, saying how to make it, unless `folder` is a pipeline folder (it holds pipeline.json):
+    the toy post-training scripts all start from a base that another script trains."""
+    if not (Path(folder) / "pipeline.json").is_file():
+        sys.exit(f"{folder} is no pipeline folder; train {what} first:\n  {how}")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.benchlib import cpu_model, log
+from benchmarks.benchlib import cpu_model, log, require_base
 
 
 def config(base: Path, export: Path, out: Path, a) -> dict:
@@ -136,8 +135,7 @@ def main() -> None:
     from training.engine.loop import Trainer
 
     torch.set_num_threads(a.threads)
-    if not (a.base / "pipeline.json").is_file():
-        sys.exit(f"{a.base} is no pipeline folder; train the base first (benchmarks/train_toy.py)")
+    require_base(a.base, "python -m benchmarks.train_toy --out runs/toy")
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
     export = a.out / "edits"

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from plumbing.cli_options import reproducible_args
-from benchmarks.benchlib import cpu_model, log
+from benchmarks.benchlib import cpu_model, log, require_base
 
 ZH_SHORT_SHAPE = {"circle": "圆", "square": "方", "triangle": "三角"}
 LANGS = ("zh", "en")
@@ -296,8 +296,7 @@ def main() -> None:
     from training.rewards.config import RewardSpec
 
     torch.set_num_threads(a.threads)
-    if not (a.base / "pipeline.json").is_file():
-        sys.exit(f"{a.base} is no pipeline folder; train the base first:\n  {__doc__.strip().splitlines()[-2].strip()}")
+    require_base(a.base, __doc__.strip().splitlines()[-2].strip())
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
     command = "python -m benchmarks.train_toy_pe " + reproducible_args(sys.argv[1:])

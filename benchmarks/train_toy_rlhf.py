@@ -1,7 +1,7 @@
 """Does RLHF raise what a judge sees? Reward feedback learning over an under-trained toy base, on CPU, judged.
 
 1. The base: a deliberately under-trained toy model (colour+shape right in 50-70% of samples), e.g.
-       train_toy.py --out runs/toy_under --steps 700 --batch 16 --lr 1e-3 --soft-share 0.3
+       .venv/bin/python -m benchmarks.train_toy --out runs/toy_under --steps 700 --batch 16 --lr 1e-3 --soft-share 0.3
 2. The reward, trained by the project (training/rewards/match.py): P(image matches prompt), a CNN + byte-level
    text model fitted on fresh toy shapes with their caption (zh or en) as positives and a caption with the colour
    or the shape changed as negatives. It is not the judge: the judge is another CNN (synthetic/toy_shapes.py
@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.benchlib import cpu_model, log
+from benchmarks.benchlib import cpu_model, log, require_base
 
 
 def config(base: Path, out: Path, real: Path, reward: Path, a) -> dict:
@@ -183,9 +182,7 @@ def main() -> None:
     from training.rewards.config import RewardSpec
 
     torch.set_num_threads(a.threads)
-    if not (a.base / "pipeline.json").is_file():
-        sys.exit(f"{a.base} is no pipeline folder; train the under-trained base first:\n  "
-                 f"{__doc__.split('e.g.')[1].splitlines()[1].strip()}")
+    require_base(a.base, __doc__.split('e.g.')[1].splitlines()[1].strip(), what="the under-trained base")
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
     result = {"cpu": cpu_model(), "threads": a.threads, "args": {k: str(v) for k, v in vars(a).items()}}

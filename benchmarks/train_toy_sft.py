@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.benchlib import cpu_model, log
+from benchmarks.benchlib import cpu_model, log, require_base
 
 LABELS = {"soft": {"en": "soft light", "zh": "柔光"}, "flat": {"en": "flat light", "zh": "平光"}}
 PAIRS = [{"positive": ["soft light", "柔光"], "negative": ["flat light", "平光"]}]
@@ -134,8 +133,7 @@ def main() -> None:
     from training.pipeline import Pipeline
 
     torch.set_num_threads(a.threads)
-    if not (a.base / "pipeline.json").is_file():
-        sys.exit(f"{a.base} is no pipeline folder; train the base first:\n  {__doc__.strip().splitlines()[-2].strip()}")
+    require_base(a.base, __doc__.strip().splitlines()[-2].strip())
     a.out.mkdir(parents=True, exist_ok=True)
     began = time.time()
     net, reward = train_judge(), train_light_reward()

@@ -3,7 +3,7 @@
 1. The base: the toy model (train_toy.py; 15% of its training samples are rendered words, CAT SUN 山 水, with
    prompts `写着“山”的图片` / `the word "CAT"`, the glyph encoder reading the quoted word) stopped early, when
    OCR reads few of its words:
-       train_toy.py --out runs/toy_1000 --steps 1000 --batch 16 --lr 1e-3 --soft-share 0.3
+       .venv/bin/python -m benchmarks.train_toy --out runs/toy_1000 --steps 1000 --batch 16 --lr 1e-3 --soft-share 0.3
 2. Judge it with rapidocr (the `ocr` reward, training/rewards/ocr.py): per language, the share of samples OCR
    reads exactly as the quoted word, and the mean character match.
 3. RLHF, one of two ways (--method), or the control:
