@@ -74,6 +74,18 @@ def stage_config(toy_export, base_pipeline, tmp_path):
     }
 
 
+def trained_like(model, seed: int = 1):
+    """`model` with every weight perturbed (in place), so zero-initialised paths are live: an init-only model
+    hides bugs, since a branch that outputs 0 agrees with anything."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
 def random_inputs(dit, n: int = 3, seed: int = 0, text_len: int = 5):
     """(x, t, text, mask, pooled) of random DiT inputs at 8x8 latents; row 0's last text tokens are padding."""
     import torch

@@ -4,6 +4,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.training.conftest import trained_like  # noqa: E402
+
 
 def _inputs(b=2, L=5, text_dim=32, size=16, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -13,12 +15,7 @@ def _inputs(b=2, L=5, text_dim=32, size=16, seed=0):
 
 
 def _trained_like(model, seed=1):
-    """Perturb every weight so zero-initialised paths are live (an init-only model hides bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
+    return trained_like(model, seed).eval()
 
 
 def test_output_is_exactly_zero_at_init_and_shape_kept():

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.training.conftest import random_inputs  # noqa: E402
+from tests.training.conftest import random_inputs, trained_like  # noqa: E402
 
 
 def _cfg(d):
@@ -32,14 +32,6 @@ def _edit_stage(stage_config, export):
     stage_config["data"]["styles"] = {"short": 1.0}
     stage_config["stage"] = {"name": "edit", "base": "full"}
     return stage_config
-
-
-def _perturbed(dit, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return dit
 
 
 # ---- pair data ----------------------------------------------------------------------------------------------
@@ -81,7 +73,7 @@ def test_edit_shards_carry_the_source_image_into_batches(edit_export):
 def test_edit_model_at_init_equals_the_base_bit_for_bit():
     from training.models.dit import as_edit_model, preset
 
-    base = _perturbed(preset("debug", in_channels=3))
+    base = trained_like(preset("debug", in_channels=3))
     edit = as_edit_model(base)
     x, t, text, mask, pooled = random_inputs(base, 2)
     source = torch.randn_like(x)
@@ -102,7 +94,7 @@ def test_source_tokens_sit_at_the_image_positions_and_only_image_queries_read_th
     from training.models.dit import as_edit_model, preset
     from training.models.rope import joint_tables
 
-    edit = as_edit_model(_perturbed(preset("debug", in_channels=3)))
+    edit = as_edit_model(trained_like(preset("debug", in_channels=3)))
     with torch.no_grad():
         edit.source_gates.fill_(0.3)
     calls = []

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.training.conftest import random_inputs  # noqa: E402
+from tests.training.conftest import random_inputs, trained_like  # noqa: E402
 
 
 def _cfg(d):
@@ -173,18 +173,10 @@ def test_max_signals_keeps_texture_rich_samples_only(texture_export):
 
 # ---- the model: a zero-initialised condition path -------------------------------------------------------------
 
-def _perturbed(dit, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return dit
-
-
 def test_a_refiner_at_init_equals_its_base_bit_for_bit_and_reads_its_condition_once_trained():
     from training.models.dit import as_edit_model, as_refiner, preset
 
-    base = _perturbed(preset("debug", in_channels=3))
+    base = trained_like(preset("debug", in_channels=3))
     refiner = as_refiner(base)
     assert as_refiner(refiner) is refiner
     x, t, text, mask, pooled = random_inputs(base, 2)
