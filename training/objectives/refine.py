@@ -74,7 +74,7 @@ def as_velocity(out: torch.Tensor, x: torch.Tensor, t: torch.Tensor, source: tor
     """The velocity the DiT's output `out` (B, C, H, W) stands for under objective.refiner.predict."""
     if predict == "velocity":
         return out
-    return (x - source - out) / t.view(-1, 1, 1, 1).to(x.dtype)  # x0_hat = source + out; v = (x - x0_hat) / t
+    return (x - source - out) / _col(t, x)  # x0_hat = source + out; v = (x - x0_hat) / t
 
 
 def check_same_window(cfg) -> None:
