@@ -83,16 +83,6 @@ PHRASES: dict[str, list[str]] = {
 }
 
 
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def norm(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).split())
 
@@ -228,6 +218,7 @@ def match(lines: list[tuple], boxes: list[dict], width: int, height: int) -> tup
 def run_config(items: list[dict], det_max_side: int, use_cls: bool, threads: int) -> dict:
     from curation.signals.analysis import decode_for_analysis
     from curation.signals.ocr import OcrSignal
+    from training.rewards.ocr import edit_distance
 
     signal = OcrSignal(det_max_side=det_max_side, use_cls=use_cls, threads=threads)
     t0 = time.perf_counter()

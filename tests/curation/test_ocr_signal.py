@@ -10,24 +10,15 @@ from PIL import Image, ImageDraw, ImageFont
 from curation.signals.analysis import ImageSignals, decode_for_analysis
 from curation.signals.ocr import OcrSignal, reading_order, text_language, union_area
 from schemas.stage1 import OCR
+from training.rewards.ocr import edit_distance  # the one Levenshtein the project has
 
 ZH, EN = "限时特卖 全场五折", "Grand Opening Sale"
 SIZE = (1024, 768)
 
 
-def _edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def _char_accuracy(ref: str, got: str) -> float:
     ref, got = "".join(ref.split()), "".join(got.split())
-    return 1 - _edit_distance(ref, got) / len(ref)
+    return 1 - edit_distance(ref, got) / len(ref)
 
 
 def _jpeg(image: Image.Image) -> bytes:
