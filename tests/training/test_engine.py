@@ -4,6 +4,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.training.conftest import trained_like  # noqa: E402
+
 
 def _cfg(d):
     from training.config import TrainConfig
@@ -113,11 +115,7 @@ def test_activation_checkpointing_from_outside_keeps_outputs_and_gradients():
         out.square().mean().backward()
         return out.detach(), {n.replace("_checkpoint_wrapped_module.", ""): p.grad for n, p in model.named_parameters()}
 
-    torch.manual_seed(0)
-    plain = preset("debug")
-    with torch.no_grad():
-        for p in plain.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    plain = trained_like(preset("debug"), seed=0)
     wrapped = preset("debug")
     wrapped.load_state_dict(plain.state_dict())
     apply_activation_checkpointing(wrapped)
