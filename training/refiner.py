@@ -106,6 +106,11 @@ class Refiner:
             raise ValueError(f"{len(prompts)} prompts for {len(images)} images; give one per image, or none")
         sizes = [self.output_size(*im.size) for im in images]  # every size is checked before any work
         steps, strength = steps or self.settings.steps, strength or self.settings.t_max
+        if self.settings.path == "bridge" and strength > self.settings.t_max:
+            # the bridge runs from the clean image to the start at t_max and has no point beyond it; below t_max
+            # the start (1 - s) cond + s eps is the bridge's point with the condition standing in for the answer
+            raise ValueError(f"strength {strength} is above this refiner's t_max {self.settings.t_max}: it was "
+                             f"trained on the bridge path, which ends there; give a strength <= {self.settings.t_max}")
         vae, device, out = self.pipe.vae, self.pipe.device, [None] * len(images)
         for size in dict.fromkeys(sizes):  # one batch per output size
             idx = [i for i, s in enumerate(sizes) if s == size]

@@ -313,6 +313,11 @@ def test_a_residual_refiner_from_scratch_starts_as_the_upsampler_and_learns_the_
     torch.testing.assert_close(x - 0.3 * as_velocity(out, x, t, src, "residual"), src + out)
     with pytest.raises(ValueError, match="loss=x0"):
         _cfg({**train_config, "objective": {"terms": {"refine": 1.0}, "refiner": {"predict": "residual"}}})
+    bridge = refiner.settings.model_copy(update={"path": "bridge"})
+    refiner.pipe.objective = refiner.pipe.objective.model_copy(update={"refiner": bridge})
+    with pytest.raises(ValueError, match=r"strength 0.5 is above this refiner's t_max 0.35.*bridge path"):
+        refiner.refine(small, strength=0.5)
+    assert refiner.refine(small, strength=0.2)[0].size == (32, 32)  # below t_max it starts as before
 
 
 def test_stage_configs_that_cannot_work_fail_before_training(stage_config, tmp_path):
