@@ -101,7 +101,8 @@ def photo_crops(names, hr: int, per_photo: int, salt: str, augment: bool = False
                 crop = im.crop((x, y, x + hr, y + hr))
                 if augment:
                     crop = augmented(crop, hashlib.blake2b(h, digest_size=3).digest())
-                key = hashlib.sha1(f"{salt}:{name}:{scale}:{x}:{y}{':aug' if augment else ''}".encode()).hexdigest()[:32]
+                place = f"{salt}:{name}:{scale}:{x}:{y}" + (":aug" if augment else "")
+                key = hashlib.sha1(place.encode()).hexdigest()[:32]
                 out.append((crop, {"id": key, "key": key, "source": name, "uri": f"{name}@{scale}:{x},{y}",
                                    "width": hr, "height": hr, "aspect_bucket": f"{hr}x{hr}", "captions": CAPTION,
                                    "styles": ["short_en", "short_zh"], "signals": signals(crop), "tags": [],

@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--soft-share", type=float, default=0.0,
                     help="share of shapes drawn in the soft light, never named in captions (a base for train_toy_sft)")
+    ap.add_argument("--split-cjk", action="store_true",
+                    help="tokenize Chinese by character (the default BPE makes each zh caption one token)")
     a = ap.parse_args()
 
     import torch
@@ -94,7 +96,7 @@ def main() -> None:
     if not (a.out / "export" / "_SUCCESS").exists():
         write_shards(make_samples(a.n, 32, seed=0, soft_share=a.soft_share), a.out / "export", shard_size=500)
     if not (a.out / "llm" / "config.json").exists():
-        build_tiny_llm(a.out / "llm", hidden=64)
+        build_tiny_llm(a.out / "llm", hidden=64, split_cjk=a.split_cjk)
     trainer = Trainer(TrainConfig.model_validate(config(a.out, a.steps, a.batch, a.lr)))
     start, deadline = time.time(), time.time() + a.minutes * 60
     first_step = trainer.step
@@ -104,7 +106,8 @@ def main() -> None:
     train_s = time.time() - start
     trainer.export()
     result = {"steps": trainer.step, "steps_this_run": trainer.step - first_step, "train_seconds": round(train_s),
-              "batch": a.batch, "threads": a.threads, "soft_share": a.soft_share, "cpu": cpu_model(), "vae": trainer.vae.kind,
+              "batch": a.batch, "threads": a.threads, "soft_share": a.soft_share, "split_cjk": a.split_cjk,
+              "cpu": cpu_model(), "vae": trainer.vae.kind,
               "judge_clean_accuracy": judge_sanity(), "judged": judge_samples(trainer, a.seeds)}
     result["pass"] = all(v["both"] >= 0.8 for v in result["judged"].values())
     (a.out / "toy_result.json").write_text(json.dumps(result, indent=1))

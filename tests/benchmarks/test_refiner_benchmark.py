@@ -30,6 +30,7 @@ def test_paired_gain_is_method_minus_baseline_with_an_interval_around_it():
 
 
 def test_held_out_crops_group_by_photo_and_scale_and_toy_images_by_themselves():
-    assert source_image({"uri": "sklearn:china.jpg@0.5:10,20", "source": "sklearn:china.jpg"}) == "sklearn:china.jpg@0.5"
+    china = {"uri": "sklearn:china.jpg@0.5:10,20", "source": "sklearn:china.jpg"}
+    assert source_image(china) == "sklearn:china.jpg@0.5"
     assert source_image({"uri": "chelsea@1.0:0,0", "source": "chelsea"}) == "chelsea@1.0"
     assert source_image({"uri": "toy://99/5", "source": "toy_shapes"}) == "toy://99/5"
