@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
@@ -46,39 +45,17 @@ def config(base: Path, out: Path, real: Path, reward: Path, a) -> dict:
     }
 
 
-def match_data(n: int, seed: int):
-    """(pixels, texts, targets): toy shapes with their caption or one with the colour or the shape changed."""
-    import torch
-
-    from synthetic.toy_shapes import COLOURS, SHAPES, caption, make_samples
-    from training.rewards.base import to_pixels
-
-    rng = random.Random(seed)
-    samples = make_samples(n, 32, seed=seed, word_share=0.0, soft_share=0.3)
-    texts, targets = [], []
-    for _, meta in samples:
-        c, s, lang = meta["toy"]["colour"], meta["toy"]["shape"], rng.choice(["zh", "en"])
-        if rng.random() < 0.5:
-            texts.append(caption(c, s, lang))
-            targets.append(1.0)
-        else:
-            wrong = (rng.choice([x for x in COLOURS if x != c]), s) if rng.random() < 0.5 else \
-                (c, rng.choice([x for x in SHAPES if x != s]))
-            texts.append(caption(*wrong, lang))
-            targets.append(0.0)
-    return to_pixels([im for im, _ in samples]), texts, torch.tensor(targets)
-
-
 def train_reward(folder: Path, n: int, epochs: int) -> dict:
     """Fit and save the toy match reward; returns its held-out metrics."""
     import torch
 
+    from synthetic.toy_shapes import match_data
     from training.rewards.match import MatchNet, evaluate, fit_match, save_match
 
     torch.manual_seed(0)
     net = MatchNet(size=32, width=48, text_layers=2)
-    fit_match(net, *match_data(n, seed=777), epochs=epochs, lr=3e-3, batch=32, noise=0.15)
-    held = evaluate(net, *match_data(600, seed=778))
+    fit_match(net, *match_data(n, seed=777, soft_share=0.3), epochs=epochs, lr=3e-3, batch=32, noise=0.15)
+    held = evaluate(net, *match_data(600, seed=778, soft_share=0.3))
     save_match(net, folder, {
         "name": "toy prompt-image match (sluice toy world)", "metrics": held, "made_by": "benchmarks/train_toy_rlhf.py",
         "summary": "P(the 32x32 toy image shows the colour and shape the zh or en prompt names).",

@@ -107,6 +107,29 @@ def make_samples(n: int, size: int = 32, seed: int = 0, word_share: float = 0.15
     return out
 
 
+def match_data(n: int, seed: int, soft_share: float = 0.0):
+    """(pixels, texts, targets) for a prompt-image match model: toy shapes, each with its own caption (1) or one
+    whose colour or shape is changed (0, the hard negatives), in zh or en; every choice a function of the seed."""
+    import torch
+
+    from training.rewards.base import to_pixels
+
+    rng = random.Random(seed)
+    samples = make_samples(n, 32, seed=seed, word_share=0.0, soft_share=soft_share)
+    texts, targets = [], []
+    for _, meta in samples:
+        c, s, lang = meta["toy"]["colour"], meta["toy"]["shape"], rng.choice(["zh", "en"])
+        if rng.random() < 0.5:
+            texts.append(caption(c, s, lang))
+            targets.append(1.0)
+        else:
+            wrong = (rng.choice([x for x in COLOURS if x != c]), s) if rng.random() < 0.5 else \
+                (c, rng.choice([x for x in SHAPES if x != s]))
+            texts.append(caption(*wrong, lang))
+            targets.append(0.0)
+    return to_pixels([im for im, _ in samples]), texts, torch.tensor(targets)
+
+
 def write_shards(samples: list[tuple], export_dir: Path, shard_size: int = 500) -> list[Path]:
     """Write samples as export-format shards: shards/<bucket>/shard-NNNNNN.tar, members <key>.jpg + <key>.json.
 

@@ -58,38 +58,17 @@ def test_ocr_reward_is_one_on_an_exact_rendering_and_less_on_a_wrong_character()
 
 # ---- the learned match model -----------------------------------------------------------------------------
 
-def _toy_match_data(n, seed):
-    import random
-
-    from synthetic.toy_shapes import COLOURS, SHAPES, caption, make_samples
-    from training.rewards.base import to_pixels
-
-    rng = random.Random(seed)
-    samples = make_samples(n, 32, seed=seed, word_share=0.0)
-    texts, targets = [], []
-    for _, meta in samples:
-        c, s, lang = meta["toy"]["colour"], meta["toy"]["shape"], rng.choice(["zh", "en"])
-        if rng.random() < 0.5:
-            texts.append(caption(c, s, lang))
-            targets.append(1.0)
-        else:  # a wrong colour or a wrong shape: the hard negatives
-            wrong = (rng.choice([x for x in COLOURS if x != c]), s) if rng.random() < 0.5 else \
-                (c, rng.choice([x for x in SHAPES if x != s]))
-            texts.append(caption(*wrong, lang))
-            targets.append(0.0)
-    return to_pixels([im for im, _ in samples]), texts, torch.tensor(targets)
-
-
 def test_a_match_model_learns_toy_prompt_image_match_and_its_reward_is_differentiable(tmp_path):
+    from synthetic.toy_shapes import match_data
     from training.rewards import build_reward
     from training.rewards.match import MatchNet, evaluate, fit_match, save_match
 
     torch.manual_seed(0)
     net = MatchNet(size=32, width=32, text_layers=1)
-    x, texts, y = _toy_match_data(1000, seed=5)
-    chance = evaluate(net, *_toy_match_data(200, seed=6))["accuracy"]
+    x, texts, y = match_data(1000, seed=5)
+    chance = evaluate(net, *match_data(200, seed=6))["accuracy"]
     fit_match(net, x, texts, y, epochs=8, lr=3e-3, batch=32)
-    held = evaluate(net, *_toy_match_data(200, seed=6))
+    held = evaluate(net, *match_data(200, seed=6))
     assert held["accuracy"] > max(0.75, chance + 0.2)
     folder = save_match(net, tmp_path / "toy_match", {"name": "toy match", "metrics": held})
     assert "Held-out" in (folder / "MODEL_CARD.md").read_text()
