@@ -103,7 +103,7 @@ def photo_crops(names, hr: int, per_photo: int, salt: str, augment: bool = False
                     crop = augmented(crop, hashlib.blake2b(h, digest_size=3).digest())
                 place = f"{salt}:{name}:{scale}:{x}:{y}" + (":aug" if augment else "")
                 key = hashlib.sha1(place.encode()).hexdigest()[:32]
-                out.append((crop, {"id": key, "key": key, "source": name, "uri": f"{name}@{scale}:{x},{y}",
+                out.append((crop, {"id": key, "key": key, "source": name, "uri": f"{name}@{scale}#xywh={x},{y},{hr},{hr}",
                                    "width": hr, "height": hr, "aspect_bucket": f"{hr}x{hr}", "captions": CAPTION,
                                    "styles": ["short_en", "short_zh"], "signals": signals(crop), "tags": [],
                                    "cluster_path": []}))
@@ -111,9 +111,9 @@ def photo_crops(names, hr: int, per_photo: int, salt: str, augment: bool = False
 
 
 def source_image(meta: dict) -> str:
-    """The whole image a held-out crop comes from: a photo at one scale ("chelsea@0.5"), or a toy image itself."""
-    uri = meta["uri"]
-    return uri.rsplit(":", 1)[0] if meta["source"] != "toy_shapes" else uri
+    """The whole image a held-out crop comes from: its URI without the media fragment that names the crop's
+    region ("chelsea@0.5#xywh=10,20,32,32" -> "chelsea@0.5"); a toy image, whole, is its own."""
+    return meta["uri"].split("#", 1)[0]
 
 
 def toy_images(n: int, hr: int, seed: int) -> list[tuple]:
@@ -172,11 +172,11 @@ def train_for(cfg: dict, minutes: float, export_adapter: bool = False) -> tuple[
     return tr.export(), info
 
 
-def psnr(a, b) -> float:
+def decibels(mse: float) -> float:
+    """PSNR of a mean squared error on the 0-255 scale."""
     import numpy as np
 
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
 
 
 def per_image(outputs, targets) -> dict:
@@ -188,14 +188,13 @@ def per_image(outputs, targets) -> dict:
     from curation.signals.quality import sharpness
 
     luma = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)  # noqa: E731
-    p, e, s, r = [], [], [], []
+    e, s, r = [], [], []
     for out, hr in zip(outputs, targets):
         o = np.asarray(out)
-        p.append(psnr(o, hr))
         e.append(float(((o.astype(np.float64) - hr.astype(np.float64)) ** 2).mean()))
         s.append(structural_similarity(o, hr, channel_axis=2, data_range=255))
         r.append(sharpness(luma(o)) / max(sharpness(luma(hr)), 1e-6))
-    return {"psnr": np.array(p), "sq_err": np.array(e), "ssim": np.array(s), "sharpness_ratio": np.array(r)}
+    return {"psnr": np.array([decibels(x) for x in e]), "sq_err": np.array(e), "ssim": np.array(s), "sharpness_ratio": np.array(r)}
 
 
 def image_psnr(sq_err, groups) -> float:
@@ -205,8 +204,7 @@ def image_psnr(sq_err, groups) -> float:
     sees) as much as a crop of fur where every grey level of error shows."""
     import numpy as np
 
-    return float(np.mean([10 * np.log10(255.0 ** 2 / max(sq_err[groups == g].mean(), 1e-10))
-                          for g in np.unique(groups)]))
+    return float(np.mean([decibels(sq_err[groups == g].mean()) for g in np.unique(groups)]))
 
 
 def judge(scores: dict, groups) -> dict:
@@ -224,8 +222,8 @@ def paired(method: dict, baseline: dict, groups, seed: int = 0) -> dict:
     import numpy as np
 
     rng, out, n = np.random.default_rng(seed), {}, len(groups)
-    for m in ("psnr", "ssim"):
-        d = method[m] - baseline[m]
+    gain = {m: method[m] - baseline[m] for m in ("psnr", "ssim")}
+    for m, d in gain.items():
         ci = np.quantile([rng.choice(d, n).mean() for _ in range(2000)], [0.025, 0.975])
         unit = "_db" if m == "psnr" else ""
         out |= {f"{m}_gain_mean{unit}": round(float(d.mean()), 4), f"{m}_gain_ci95": ci.round(4).tolist(),
@@ -235,13 +233,12 @@ def paired(method: dict, baseline: dict, groups, seed: int = 0) -> dict:
         return image_psnr(method["sq_err"][i], groups[i]) - image_psnr(baseline["sq_err"][i], groups[i])
 
     boot = [image_gain(rng.integers(0, n, n)) for _ in range(2000)]
-    d = method["psnr"] - baseline["psnr"]
     quarters = np.array_split(np.argsort(baseline["psnr"]), 4)  # where the crop-mean gain comes from
     out |= {"psnr_image_gain_db": round(image_gain(np.arange(n)), 4),
             "psnr_image_gain_ci95": np.quantile(boot, [0.025, 0.975]).round(4).tolist(),
             "images": len(np.unique(groups)),
             "psnr_gain_by_baseline_quarter": [{"baseline_psnr": round(float(baseline["psnr"][q].mean()), 2),
-                                              "gain_db": round(float(d[q].mean()), 3)} for q in quarters]}
+                                              "gain_db": round(float(gain["psnr"][q].mean()), 3)} for q in quarters]}
     return out | {"n": n}
 
 
@@ -269,12 +266,13 @@ def evaluate(stage1: Path, texture: Path | None, held: list[tuple], a) -> dict:
     methods = {"refiner_1step": (None, 1.0, 1), "refiner_4step": (None, 1.0, 4)}
     if texture is not None:
         methods |= {f"texture_w{w:g}_{s}step": (texture, w, s) for w in a.texture_scales for s in (1, 4)}
+    refiners = {name: Refiner.load(stage1, texture=tex, texture_scale=w) for name, (tex, w, _) in methods.items()}
     res, gains, strips = {}, {}, {}
     for kind in ("clean", "degraded"):
         lr = inputs(held, kind, 2)
         outs = {"bicubic": [upsample(im, (im.width * 2, im.height * 2)) for im in lr]}
-        for name, (tex, w, steps) in methods.items():
-            ref = Refiner.load(stage1, texture=tex, texture_scale=w)
+        for name, (_, _, steps) in methods.items():
+            ref = refiners[name]
             outs[name] = [o for i in range(0, len(lr), 64)
                           for o in ref.refine(lr[i:i + 64], steps=steps, seed=7 + i)]
         scores = {name: per_image(o, hr) for name, o in outs.items()}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.bench_refiner import image_psnr, paired, source_image
+from benchmarks.bench_refiner import image_psnr, paired, photo_crops, source_image
 
 
 def test_image_psnr_pools_squared_error_per_image_then_averages_images():
@@ -30,7 +30,9 @@ def test_paired_gain_is_method_minus_baseline_with_an_interval_around_it():
 
 
 def test_held_out_crops_group_by_photo_and_scale_and_toy_images_by_themselves():
-    china = {"uri": "sklearn:china.jpg@0.5:10,20", "source": "sklearn:china.jpg"}
+    china = {"uri": "sklearn:china.jpg@0.5#xywh=10,20,32,32", "source": "sklearn:china.jpg"}
     assert source_image(china) == "sklearn:china.jpg@0.5"
-    assert source_image({"uri": "chelsea@1.0:0,0", "source": "chelsea"}) == "chelsea@1.0"
+    assert source_image({"uri": "chelsea@1.0#xywh=0,0,32,32", "source": "chelsea"}) == "chelsea@1.0"
+    crops = photo_crops(["coffee"], 32, 4, "held")  # the URIs photo_crops writes group the same way
+    assert [source_image(m) for _, m in crops] == ["coffee@1.0"] * 2 + ["coffee@0.5"] * 2
     assert source_image({"uri": "toy://99/5", "source": "toy_shapes"}) == "toy://99/5"
