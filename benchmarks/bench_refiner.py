@@ -322,6 +322,8 @@ def main() -> None:
                     help="photos: train on three scales, each crop flipped/rotated and its channels reordered")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    if a.augment and a.world != "photos":
+        ap.error("--augment applies to --world photos only: it augments crops of the few photos there are")
 
     import numpy as np
     import torch
